@@ -1,0 +1,103 @@
+//! A runnable chat server: the demo page at `/`, WebSocket at `/ws`, token auth, built-in v1
+//! encryption for clients that offer a key.
+//!
+//! ```text
+//! cargo run --example chat -- --addr 127.0.0.1:8080
+//! open http://127.0.0.1:8080/
+//! ```
+//!
+//! The token is the user name (1–32 of `[A-Za-z0-9_-]`); clients may join rooms named `chat-*`;
+//! `{"event":"chat","data":{"room","text"}}` from a member goes to the room as
+//! `{"event":"chat","data":{"room","from","text","time"}}`.
+
+use std::{net::SocketAddr, time::SystemTime};
+
+use sealcast::{Identity, Server, crypto::KeyPair};
+use serde::Deserialize;
+use serde_json::json;
+
+fn valid_name(token: &str) -> bool {
+    (1..=32).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    room: String,
+    text: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut addr: SocketAddr = "127.0.0.1:8080".parse()?;
+    let mut require_encryption = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs a value")?.parse()?,
+            "--require-encryption" => require_encryption = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+
+    let server = Server::builder()
+        .identifier("chat")
+        .require_encryption(require_encryption)
+        .encryption_v1(KeyPair::generate())
+        .authenticate(
+            |req| async move { Ok(req.token().filter(|t| valid_name(t)).map(Identity::user)) },
+        )
+        .validate_rooms(|req| async move {
+            Ok(req
+                .rooms
+                .into_iter()
+                .filter(|r| r.starts_with("chat-"))
+                .collect())
+        })
+        .on_message(|msg| async move {
+            if msg.event != "chat" {
+                return Ok(());
+            }
+            let chat: Chat = msg.data()?;
+            let member = msg
+                .server
+                .client(&msg.client_id)
+                .is_some_and(|c| c.rooms.contains(&chat.room));
+            if !member || chat.text.is_empty() || chat.text.chars().count() > 2000 {
+                return Ok(());
+            }
+            let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            let out =
+                json!({"room": chat.room, "from": msg.user_id, "text": chat.text, "time": time});
+            msg.server
+                .send_to_room_everywhere(&chat.room, "chat", &out, &[])
+                .await?;
+            Ok(())
+        })
+        .build()
+        .await?;
+
+    let app = server.router::<()>().merge(sealcast::demo::router());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("listening on http://{local}");
+    }
+    let handle = server.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            handle.shutdown().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+// Types for sealcast-client.js — the sealcast JavaScript client (browsers and Node 20+).
+
+/** HKDF `info` label of the v1 profile. */
+export declare const V1_HKDF_INFO: 'ignis-ecdh-p256-aes-256-gcm-v1';
+
+/** Close codes the server uses. */
+export declare const CloseCode: Readonly<{
+  NORMAL: 1000;
+  SERVER_SHUTDOWN: 1001;
+  POLICY_VIOLATION: 1008;
+  MESSAGE_TOO_BIG: 1009;
+  AUTH_TIMEOUT: 4001;
+  HEARTBEAT_TIMEOUT: 4002;
+  AUTHENTICATION_FAILED: 4003;
+  ENCRYPTION_REQUIRED: 4004;
+}>;
+
+// --- base64 ---------------------------------------------------------------------------------
+export declare function bytesToB64(bytes: Uint8Array): string;
+export declare function b64ToBytes(b64: string): Uint8Array;
+
+// --- v1 crypto ------------------------------------------------------------------------------
+/** A v1 record on the wire: base64 12-byte IV and base64 ciphertext with the 16-byte tag appended. */
+export interface V1Record {
+  iv: string;
+  ct: string;
+}
+export type Bytes = string | Uint8Array;
+
+export declare function generateKeyPair(): Promise<CryptoKeyPair>;
+export declare function exportPublicKeyB64(publicKey: CryptoKey): Promise<string>;
+export declare function importPublicKeyB64(publicKeyB64: string): Promise<CryptoKey>;
+/** Import a raw 32-byte private scalar with its public key (test vectors, interop). */
+export declare function importPrivateKey(scalar: Uint8Array, publicKeyB64: string): Promise<CryptoKey>;
+/** ECDH(privateKey, peer) -> HKDF-SHA256(salt, V1_HKDF_INFO) -> AES-256-GCM key. Salt must be 32 bytes. */
+export declare function deriveV1Key(privateKey: CryptoKey, peerPublicKeyB64: string, saltB64: string): Promise<CryptoKey>;
+export declare function sealV1(key: CryptoKey, plaintext: Bytes, aad?: Bytes | null): Promise<V1Record>;
+/** Rejects with DecryptError on any failure. */
+export declare function openV1(key: CryptoKey, ivB64: string, ctB64: string, aad?: Bytes | null): Promise<string>;
+/** Rejects with DecryptError on any failure. */
+export declare function openV1Bytes(key: CryptoKey, ivB64: string, ctB64: string, aad?: Bytes | null): Promise<Uint8Array>;
+
+// --- errors ---------------------------------------------------------------------------------
+export declare class SealcastError extends Error {
+  constructor(message: string, opts?: { code?: number; reason?: string; cause?: unknown; data?: unknown });
+  /** The close code, when the error comes from a close. */
+  readonly code?: number;
+  readonly reason?: string;
+  readonly data?: unknown;
+}
+export declare class ConnectionClosedError extends SealcastError {}
+/** 4001 */
+export declare class AuthTimeoutError extends SealcastError {}
+/** 4002 */
+export declare class HeartbeatTimeoutError extends SealcastError {}
+/** 4003 — no automatic reconnect. */
+export declare class AuthenticationError extends SealcastError {}
+/** 4004 — no automatic reconnect. */
+export declare class EncryptionRequiredError extends SealcastError {}
+/** 1001 */
+export declare class ServerShutdownError extends SealcastError {}
+/** 1008 */
+export declare class PolicyViolationError extends SealcastError {}
+/** 1009 */
+export declare class MessageTooBigError extends SealcastError {}
+/** An `encrypted` frame did not open; the message was dropped. */
+export declare class DecryptError extends SealcastError {}
+/** The server's `error` event; `message` is the server's exact string. */
+export declare class ServerError extends SealcastError {}
+/** The server broke the protocol (e.g. plaintext on an encrypted connection); the frame was dropped. */
+export declare class ProtocolError extends SealcastError {}
+
+/** The typed error for a close code; `null` for 1000. */
+export declare function errorForClose(code: number, reason?: string): SealcastError | null;
+
+// --- reconnect ------------------------------------------------------------------------------
+export interface ReconnectPolicy {
+  /** Defaults to true. Never after 4003, 4004 or `close()`. */
+  enabled: boolean;
+  /** ms, defaults to 500 */
+  minDelay: number;
+  /** ms, defaults to 30000 */
+  maxDelay: number;
+  /** defaults to 2 */
+  factor: number;
+  /** 1/true = full jitter (uniform in [0, base]), 0/false = none; defaults to 1 */
+  jitter: number | boolean;
+  /** defaults to Infinity */
+  maxAttempts: number;
+}
+export declare const DEFAULT_RECONNECT: Readonly<ReconnectPolicy>;
+export declare function backoffDelay(attempt: number, policy?: Partial<ReconnectPolicy>, random?: () => number): number;
+
+// --- client ---------------------------------------------------------------------------------
+export type EncryptionProfile = 'v1' | 'none';
+export type ClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** The server's `connected` data. */
+export interface ConnectedInfo {
+  id: string;
+  userId: string;
+  time: string;
+  serverPublicKey?: string;
+  salt?: string;
+  [key: string]: unknown;
+}
+
+export interface SealcastClientOptions {
+  /** e.g. `wss://host/ws` */
+  url: string;
+  /** A token, a whole `authenticate` payload (merged over `{type: 'token'}`), or a function giving either (called per connect). */
+  token: string | Record<string, unknown> | (() => string | Record<string, unknown> | Promise<string | Record<string, unknown>>);
+  /** Defaults to 'v1' when WebCrypto is available, else 'none'. */
+  encryption?: EncryptionProfile;
+  /** Fail (EncryptionRequiredError) if the server does not complete the handshake. Defaults to false. */
+  requireEncryption?: boolean;
+  /** ms between heartbeats, 0 disables. Defaults to 30000. */
+  heartbeatInterval?: number;
+  /** ms until `connected` must arrive. Defaults to 15000. */
+  connectTimeout?: number;
+  /** `false` disables. Defaults to DEFAULT_RECONNECT. */
+  reconnect?: Partial<ReconnectPolicy> | boolean;
+  /** WebSocket constructor (e.g. the `ws` package on Node < 22). Defaults to globalThis.WebSocket. */
+  WebSocket?: new (url: string) => WebSocket;
+}
+
+export interface MessageMeta {
+  event: string;
+  /** True when the frame arrived as an `encrypted` record and was decrypted. */
+  encrypted: boolean;
+  id?: string;
+}
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  /** null for a normal (1000) close. */
+  error: SealcastError | null;
+  willReconnect: boolean;
+}
+
+export interface LifecycleEvents {
+  open: (data: undefined, meta: MessageMeta) => void;
+  connected: (data: ConnectedInfo, meta: MessageMeta) => void;
+  close: (info: CloseInfo, meta: MessageMeta) => void;
+  reconnecting: (info: { attempt: number; delay: number }, meta: MessageMeta) => void;
+  error: (error: SealcastError, meta?: MessageMeta) => void;
+  /** Every parsed frame as received, before decryption. */
+  raw: (frame: { event: string; data?: unknown; id?: string }, meta: MessageMeta) => void;
+  /** Every server event after decryption. */
+  '*': (data: unknown, meta: MessageMeta) => void;
+}
+
+export declare class SealcastClient {
+  constructor(options: SealcastClientOptions);
+  readonly state: ClientState;
+  /** True once the server's records are being decrypted. */
+  readonly encrypted: boolean;
+  readonly connectedInfo: ConnectedInfo | null;
+  /** Rooms requested with join(); re-joined after a reconnect. */
+  readonly rooms: string[];
+
+  on<K extends keyof LifecycleEvents>(event: K, fn: LifecycleEvents[K]): () => void;
+  on<T = any>(event: string, fn: (data: T, meta: MessageMeta) => void): () => void;
+  once<K extends keyof LifecycleEvents>(event: K, fn: LifecycleEvents[K]): () => void;
+  once<T = any>(event: string, fn: (data: T, meta: MessageMeta) => void): () => void;
+  off(event: string, fn: (...args: any[]) => void): void;
+
+  /** Resolves with the `connected` data; rejects with a typed SealcastError if the socket closes first. */
+  connect(): Promise<ConnectedInfo>;
+  join(rooms: string | string[]): void;
+  leave(rooms: string | string[]): void;
+  /** Throws when not connected or for system events (authenticate, join, leave, heartbeat, encrypted, connected). */
+  send(event: string, data?: unknown): void;
+  /** Close for good (no reconnect); resolves once closed. */
+  close(code?: number, reason?: string): Promise<void>;
+}

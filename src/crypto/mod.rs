@@ -1,0 +1,32 @@
+//! Cryptography: P-256 keys and the encryption profiles.
+//!
+//! This module owns every secret in sealcast and everything done with one: strict import of
+//! peer public keys ([`PublicKey`]), the server's key pair ([`KeyPair`]), and the v1
+//! profile ([`v1`]: ECDH → HKDF-SHA256 → AES-256-GCM, wire-compatible with the spec's Ignis
+//! helper). It is pure: RustCrypto crates only, no I/O, no tokio, axum or redis.
+//!
+//! Rules that hold throughout:
+//! - every failure is the one opaque [`CryptoError`], so no error says *why* input was bad;
+//! - secrets (scalars, shared secrets, HKDF output, AES keys) are zeroized when dropped and
+//!   never implement `Debug`;
+//! - nothing a peer sends can make this module panic.
+//!
+//! ```
+//! use sealcast::crypto::{KeyPair, V1Key, v1};
+//!
+//! let server = KeyPair::generate();
+//! let client = KeyPair::generate();
+//! // Server: from the client's `publicKey` to the per-client key and the `salt` to send.
+//! let (key, salt_b64) = v1::server_handshake(&server, &client.public_key_b64())?;
+//! let sealed = key.seal_frame(br#"{"event":"hello","data":1}"#)?;
+//! # let _ = (sealed, salt_b64);
+//! # Ok::<(), sealcast::crypto::CryptoError>(())
+//! ```
+
+mod error;
+pub mod keys;
+pub mod v1;
+
+pub use error::CryptoError;
+pub use keys::{KeyPair, PublicKey};
+pub use v1::V1Key;

@@ -1,0 +1,516 @@
+//! Encryption profile v1: wire-compatible with the Ignis reference helper.
+//!
+//! P-256 ECDH between the server's long-term key and the client's key → HKDF-SHA256
+//! (`salt` = 32 random bytes sent in `connected`, `info` = [`HKDF_INFO`]) → a 32-byte
+//! AES-256-GCM key. Each message gets a random 12-byte IV; the 16-byte tag is appended to the
+//! ciphertext; IV and ciphertext travel as standard base64 in
+//! `{"event":"encrypted","data":{"iv":"..","ct":".."}}`.
+//!
+//! What v1 does not give (it is the spec's profile, kept for compatibility): forward secrecy
+//! (the server key is long-term), replay or reorder protection (IVs are random, not counters),
+//! and it only covers server → client traffic. Encryption v2 addresses these.
+
+use aes_gcm::aead::Tag;
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::{AeadInOut as _, Aes256Gcm, KeyInit as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{CryptoError, KeyPair, PublicKey};
+
+/// HKDF `info` string of the v1 profile.
+pub const HKDF_INFO: &[u8] = b"ignis-ecdh-p256-aes-256-gcm-v1";
+/// Length of the HKDF salt in bytes.
+pub const SALT_LEN: usize = 32;
+/// Length of the AES-GCM IV in bytes.
+pub const IV_LEN: usize = 12;
+
+/// Length of the AES-256 key in bytes.
+const KEY_LEN: usize = 32;
+/// Length of the GCM tag appended to every ciphertext.
+const TAG_LEN: usize = 16;
+/// Length of a 12-byte IV as standard padded base64.
+const IV_B64_LEN: usize = 16;
+
+/// The text of a sealed frame around its two base64 fields:
+/// `{"event":"encrypted","data":{"iv":"<iv>","ct":"<ct>"}}`.
+const FRAME_HEAD: &[u8] = br#"{"event":"encrypted","data":{"iv":""#;
+const FRAME_MID: &[u8] = br#"","ct":""#;
+const FRAME_TAIL: &[u8] = br#""}}"#;
+
+/// Raw bytes encoded per step by [`encode_b64_in_place`]: a multiple of 3, so padding can only
+/// appear in the last step.
+const B64_STEP: usize = 3 * 64;
+
+/// A per-client v1 key: AES-256-GCM, derived once at handshake.
+///
+/// Not `Clone` (share it in an `Arc`), not `Debug`. The AES key schedule and GHASH key are
+/// zeroized on drop.
+pub struct V1Key {
+    /// SECURITY: built with aes-gcm's `zeroize` feature, so dropping it wipes the round keys
+    /// and the GHASH key.
+    cipher: Aes256Gcm,
+}
+
+impl V1Key {
+    /// Derives the key both sides of a v1 handshake agree on: P-256 ECDH of `own` with `peer`,
+    /// then HKDF-SHA256 with `salt` and [`HKDF_INFO`].
+    ///
+    /// The server calls it as `derive(server, client, salt)`, the client as
+    /// `derive(client, server, salt)`; both get the same key.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if `salt` is not [`SALT_LEN`] bytes.
+    pub fn derive(own: &KeyPair, peer: &PublicKey, salt: &[u8]) -> Result<Self, CryptoError> {
+        if salt.len() != SALT_LEN {
+            return Err(CryptoError);
+        }
+        // SECURITY: the shared secret (the x-coordinate) is zeroized when `shared` drops; the
+        // HKDF state (HMAC-SHA256 cores, built with sha2's `zeroize` feature) when `hkdf`
+        // drops; the output key material via `Zeroizing`.
+        let shared = own.diffie_hellman(peer);
+        let hkdf = Hkdf::<Sha256>::new(Some(salt), shared.raw_secret_bytes());
+        let mut okm = Zeroizing::new([0u8; KEY_LEN]);
+        hkdf.expand(HKDF_INFO, okm.as_mut_slice())
+            .map_err(|_| CryptoError)?;
+        Ok(Self::from_key(&okm))
+    }
+
+    /// Builds a key from raw AES-256 key bytes (tests and tools; the handshake uses
+    /// [`V1Key::derive`]). The argument is zeroized after use.
+    #[doc(hidden)]
+    pub fn from_bytes(key: [u8; KEY_LEN]) -> Self {
+        let key = Zeroizing::new(key);
+        Self::from_key(&key)
+    }
+
+    fn from_key(key: &[u8; KEY_LEN]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+        }
+    }
+
+    /// Encrypts `plaintext` under a fresh random IV, authenticating `aad` too (`None` and an
+    /// empty slice are the same in GCM). Returns the IV and `ciphertext ‖ tag`.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the operating system's random number generator fails.
+    pub fn seal(
+        &self,
+        plaintext: &[u8],
+        aad: Option<&[u8]>,
+    ) -> Result<([u8; IV_LEN], Vec<u8>), CryptoError> {
+        let iv = random_iv()?;
+        let ct = self.seal_with_iv(&iv, plaintext, aad)?;
+        Ok((iv, ct))
+    }
+
+    /// Encrypts with a caller-chosen IV. Only for tests against fixed vectors: reusing an IV
+    /// under one key breaks GCM completely.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the plaintext is too long for GCM.
+    #[doc(hidden)]
+    pub fn seal_with_iv(
+        &self,
+        iv: &[u8; IV_LEN],
+        plaintext: &[u8],
+        aad: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let len = plaintext.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
+        let mut out = vec![0u8; len];
+        self.encrypt_into(iv, plaintext, aad.unwrap_or_default(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals an already-serialized `{"event":..,"data":..}` frame for one client: the hot path
+    /// of encrypted delivery. Returns the complete outbound text
+    /// `{"event":"encrypted","data":{"iv":"<b64>","ct":"<b64>"}}` (no AAD, as the spec's
+    /// clients expect).
+    ///
+    /// The result is built in one exactly-sized allocation: the ciphertext is encrypted
+    /// straight from `frame` into the tail of the `ct` field, then base64-encoded in place.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the random number generator fails or the frame is too long for GCM.
+    pub fn seal_frame(&self, frame: &[u8]) -> Result<String, CryptoError> {
+        self.seal_frame_with_iv(&random_iv()?, frame)
+    }
+
+    fn seal_frame_with_iv(&self, iv: &[u8; IV_LEN], frame: &[u8]) -> Result<String, CryptoError> {
+        let raw_len = frame.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
+        let ct_b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
+        let iv_start = FRAME_HEAD.len();
+        let ct_start = iv_start + IV_B64_LEN + FRAME_MID.len();
+        let ct_end = ct_start.checked_add(ct_b64_len).ok_or(CryptoError)?;
+        let total = ct_end.checked_add(FRAME_TAIL.len()).ok_or(CryptoError)?;
+
+        let mut out = vec![0u8; total];
+        out[..iv_start].copy_from_slice(FRAME_HEAD);
+        STANDARD
+            .encode_slice(iv, &mut out[iv_start..iv_start + IV_B64_LEN])
+            .map_err(|_| CryptoError)?;
+        out[iv_start + IV_B64_LEN..ct_start].copy_from_slice(FRAME_MID);
+        out[ct_end..].copy_from_slice(FRAME_TAIL);
+
+        // The raw `ciphertext ‖ tag` goes at the end of the ct field (base64 is longer than
+        // its input), then is encoded front to back into the same field.
+        let ct_field = &mut out[ct_start..ct_end];
+        let raw_start = ct_b64_len - raw_len;
+        self.encrypt_into(iv, frame, &[], &mut ct_field[raw_start..])?;
+        encode_b64_in_place(ct_field, raw_start)?;
+
+        // Every byte written is ASCII, so this check cannot fail; it keeps the crate free of
+        // `unsafe` at the cost of one fast scan.
+        String::from_utf8(out).map_err(|_| CryptoError)
+    }
+
+    /// Decrypts a v1 `{iv, ct}` pair (both standard base64), checking the tag over `ct` and
+    /// `aad`. Returns the plaintext.
+    ///
+    /// # Errors
+    /// [`CryptoError`] for bad base64, an IV that is not 12 bytes, a ciphertext shorter than
+    /// the tag, or a tag mismatch (wrong key, wrong AAD, any modified bit). All look alike.
+    pub fn open(
+        &self,
+        iv_b64: &str,
+        ct_b64: &str,
+        aad: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let iv = decode_iv(iv_b64)?;
+        let mut buf = STANDARD.decode(ct_b64).map_err(|_| CryptoError)?;
+        let body_len = buf.len().checked_sub(TAG_LEN).ok_or(CryptoError)?;
+        let (body, tag) = buf.split_at_mut(body_len);
+        let tag = Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| CryptoError)?;
+        // SECURITY: the tag is compared in constant time inside aes-gcm, and on a mismatch
+        // the buffer is dropped here, so no unauthenticated plaintext reaches the caller.
+        self.cipher
+            .decrypt_inout_detached(
+                (&iv).into(),
+                aad.unwrap_or_default(),
+                InOutBuf::from(body),
+                &tag,
+            )
+            .map_err(|_| CryptoError)?;
+        buf.truncate(body_len);
+        Ok(buf)
+    }
+
+    /// Encrypts `plaintext` into `out` (`plaintext.len() + TAG_LEN` bytes): ciphertext, then
+    /// the tag. No copy of the plaintext is made.
+    fn encrypt_into(
+        &self,
+        iv: &[u8; IV_LEN],
+        plaintext: &[u8],
+        aad: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let (body, tag_out) = out
+            .split_at_mut_checked(plaintext.len())
+            .ok_or(CryptoError)?;
+        let buffer = InOutBuf::new(plaintext, body).map_err(|_| CryptoError)?;
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(iv.into(), aad, buffer)
+            .map_err(|_| CryptoError)?;
+        if tag_out.len() != TAG_LEN {
+            return Err(CryptoError);
+        }
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+}
+
+/// Base64-encodes (standard, padded) the bytes `field[raw_start..]` into all of `field`,
+/// whose length must be exactly their encoded length.
+///
+/// Why reading and writing the same buffer is sound: after encoding the first `m` raw bytes
+/// (a multiple of 3, or all of them) the output ends at `4·⌈m/3⌉`, while the next unread raw
+/// byte sits at `raw_start + m = 4·⌈R/3⌉ − R + m`, which is never smaller (`R` = raw length).
+/// Each step copies its input to the stack before writing, so a step may overwrite its own
+/// input but never bytes still to be read.
+fn encode_b64_in_place(field: &mut [u8], raw_start: usize) -> Result<(), CryptoError> {
+    let raw_len = field.len() - raw_start;
+    let mut step = [0u8; B64_STEP];
+    let (mut read, mut written) = (0, 0);
+    while read < raw_len {
+        let take = B64_STEP.min(raw_len - read);
+        let from = raw_start + read;
+        step[..take].copy_from_slice(&field[from..from + take]);
+        written += STANDARD
+            .encode_slice(&step[..take], &mut field[written..])
+            .map_err(|_| CryptoError)?;
+        read += take;
+    }
+    if written == field.len() {
+        Ok(())
+    } else {
+        Err(CryptoError)
+    }
+}
+
+/// Decodes a base64 IV, which must be exactly 16 characters encoding 12 bytes.
+fn decode_iv(iv_b64: &str) -> Result<[u8; IV_LEN], CryptoError> {
+    if iv_b64.len() != IV_B64_LEN {
+        return Err(CryptoError);
+    }
+    let mut iv = [0u8; IV_LEN];
+    let n = STANDARD
+        .decode_slice(iv_b64, &mut iv)
+        .map_err(|_| CryptoError)?;
+    if n == IV_LEN {
+        Ok(iv)
+    } else {
+        Err(CryptoError)
+    }
+}
+
+/// Fills an array from the operating system's random number generator.
+fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| CryptoError)?;
+    Ok(bytes)
+}
+
+/// A fresh random IV.
+///
+/// SECURITY: 96-bit random IVs under one key stay below the GCM collision bound
+/// (2^-32) for up to 2^32 messages, far beyond one connection's lifetime.
+fn random_iv() -> Result<[u8; IV_LEN], CryptoError> {
+    random_bytes()
+}
+
+/// A fresh random HKDF salt for one handshake.
+///
+/// # Panics
+/// If the operating system's random number generator fails, which modern systems do not do;
+/// no input can cause it. [`server_handshake`] reports that case as an error instead.
+pub fn generate_salt() -> [u8; SALT_LEN] {
+    match random_bytes() {
+        Ok(salt) => salt,
+        Err(_) => panic!("operating system random number generator failed"),
+    }
+}
+
+/// Server side of the built-in v1 handshake: imports the client's base64 public key (from
+/// the `authenticate` payload's `publicKey`), picks a fresh random salt and derives the
+/// per-client key.
+///
+/// Returns the key and the salt as base64; the `connected` event carries that salt and
+/// `server.public_key_b64()` as `serverPublicKey`.
+///
+/// # Errors
+/// [`CryptoError`] if the client key is not a strict 65-byte uncompressed P-256 point in
+/// standard base64 (see [`PublicKey::from_b64`]) or the random number generator fails.
+pub fn server_handshake(
+    server: &KeyPair,
+    client_public_b64: &str,
+) -> Result<(V1Key, String), CryptoError> {
+    let client = PublicKey::from_b64(client_public_b64)?;
+    let salt = random_bytes::<SALT_LEN>()?;
+    let key = V1Key::derive(server, &client, &salt)?;
+    Ok((key, STANDARD.encode(salt)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> V1Key {
+        V1Key::from_bytes([7u8; KEY_LEN])
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
+
+    /// Parses a sealed frame into its iv and ct fields.
+    fn fields(sealed: &str) -> (String, String) {
+        let v: serde_json::Value = serde_json::from_str(sealed).expect("sealed frame is JSON");
+        assert_eq!(v["event"], "encrypted");
+        let data = &v["data"];
+        assert_eq!(data.as_object().map(|o| o.len()), Some(2));
+        let field = |name: &str| data[name].as_str().expect("string field").to_owned();
+        (field("iv"), field("ct"))
+    }
+
+    #[test]
+    fn key_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<V1Key>();
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        let k = key();
+        for pt in [
+            &b""[..],
+            b"x",
+            b"{\"event\":\"a\",\"data\":1}",
+            &[0u8; 1000],
+        ] {
+            let (iv, ct) = k.seal(pt, None).expect("seal");
+            assert_eq!(ct.len(), pt.len() + TAG_LEN);
+            assert_eq!(k.open(&b64(&iv), &b64(&ct), None).expect("open"), pt);
+        }
+    }
+
+    #[test]
+    fn random_ivs_differ() {
+        let k = key();
+        let (iv1, ct1) = k.seal(b"same", None).expect("seal");
+        let (iv2, ct2) = k.seal(b"same", None).expect("seal");
+        assert_ne!(iv1, iv2);
+        assert_ne!(ct1, ct2);
+    }
+
+    #[test]
+    fn aad_must_match() {
+        let k = key();
+        let (iv, ct) = k.seal(b"hello", Some(b"client-42")).expect("seal");
+        let (iv, ct) = (b64(&iv), b64(&ct));
+        assert_eq!(
+            k.open(&iv, &ct, Some(b"client-42")).expect("open"),
+            b"hello"
+        );
+        assert_eq!(k.open(&iv, &ct, Some(b"client-43")), Err(CryptoError));
+        assert_eq!(k.open(&iv, &ct, None), Err(CryptoError));
+        // No AAD and empty AAD are the same thing in GCM.
+        let (iv, ct) = k.seal(b"hello", None).expect("seal");
+        assert_eq!(
+            k.open(&b64(&iv), &b64(&ct), Some(b"")).expect("open"),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn wrong_key_fails() {
+        let (iv, ct) = key().seal(b"hello", None).expect("seal");
+        let other = V1Key::from_bytes([8u8; KEY_LEN]);
+        assert_eq!(other.open(&b64(&iv), &b64(&ct), None), Err(CryptoError));
+    }
+
+    #[test]
+    fn any_bit_flip_in_iv_ct_or_tag_fails() {
+        let k = key();
+        let (iv, ct) = k.seal(b"attack at dawn", None).expect("seal");
+        for i in 0..iv.len() * 8 {
+            let mut bad = iv;
+            bad[i / 8] ^= 1 << (i % 8);
+            assert_eq!(
+                k.open(&b64(&bad), &b64(&ct), None),
+                Err(CryptoError),
+                "iv bit {i}"
+            );
+        }
+        // Covers both the ciphertext body and the appended tag.
+        for i in 0..ct.len() * 8 {
+            let mut bad = ct.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert_eq!(
+                k.open(&b64(&iv), &b64(&bad), None),
+                Err(CryptoError),
+                "ct bit {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_input_fails_without_panic() {
+        let k = key();
+        let (iv, ct) = k.seal(b"hi!", None).expect("seal"); // 19 bytes: padded base64
+        let (iv, ct) = (b64(&iv), b64(&ct));
+        assert!(ct.ends_with('='));
+        let short_ct = b64(&[0u8; TAG_LEN - 1]);
+        let eleven = b64(&[0u8; 11]);
+        let thirteen = b64(&[0u8; 13]);
+        let cases: [(&str, &str); 9] = [
+            (&iv, ""),                       // empty ct: shorter than the tag
+            (&iv, &short_ct),                // 15 bytes
+            (&iv, "!!!!"),                   // not base64
+            (&iv, ct.trim_end_matches('=')), // unpadded
+            ("", &ct),                       // empty iv
+            (&eleven, &ct),                  // 11-byte iv
+            (&thirteen, &ct),                // 13-byte iv
+            ("AAAAAAAAAAAAAAA!", &ct),       // 16 chars, not base64
+            ("AAAAAAAAAAAAAAA=", &ct),       // 16 chars, 11 bytes
+        ];
+        for (i, (iv, ct)) in cases.into_iter().enumerate() {
+            assert_eq!(k.open(iv, ct, None), Err(CryptoError), "case {i}");
+        }
+        // Exactly a tag and nothing else: a valid empty message only if the tag verifies.
+        assert_eq!(k.open(&iv, &b64(&[0u8; TAG_LEN]), None), Err(CryptoError));
+    }
+
+    #[test]
+    fn seal_frame_matches_the_plain_construction_for_every_length() {
+        let k = key();
+        let iv = [0x5a; IV_LEN];
+        // Lengths around every base64 remainder and across several in-place encode steps.
+        for len in (0..=700).chain([4095, 4096, 70_034]) {
+            let frame: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sealed = k.seal_frame_with_iv(&iv, &frame).expect("seal_frame");
+            let ct = k.seal_with_iv(&iv, &frame, None).expect("seal");
+            let expected = format!(
+                r#"{{"event":"encrypted","data":{{"iv":"{}","ct":"{}"}}}}"#,
+                b64(&iv),
+                b64(&ct)
+            );
+            assert_eq!(sealed, expected, "len {len}");
+        }
+    }
+
+    #[test]
+    fn seal_frame_output_opens_to_the_frame() {
+        let k = key();
+        let frame = br#"{"event":"chat","data":{"text":"hi \"there\""}}"#;
+        let sealed = k.seal_frame(frame).expect("seal_frame");
+        let (iv, ct) = fields(&sealed);
+        assert_eq!(k.open(&iv, &ct, None).expect("open"), frame);
+        let again = k.seal_frame(frame).expect("seal_frame");
+        assert_ne!(sealed, again, "fresh IV per frame");
+    }
+
+    #[test]
+    fn derive_agrees_both_ways_and_checks_salt() {
+        let server = KeyPair::generate();
+        let client = KeyPair::generate();
+        let salt = generate_salt();
+        let s = V1Key::derive(&server, client.public_key(), &salt).expect("derive");
+        let c = V1Key::derive(&client, server.public_key(), &salt).expect("derive");
+        let (iv, ct) = s.seal(b"ping", None).expect("seal");
+        assert_eq!(c.open(&b64(&iv), &b64(&ct), None).expect("open"), b"ping");
+        // Another salt gives another key.
+        let other = V1Key::derive(&client, server.public_key(), &generate_salt()).expect("derive");
+        assert_eq!(other.open(&b64(&iv), &b64(&ct), None), Err(CryptoError));
+        for bad_len in [0, 16, 31, 33, 64] {
+            let salt = vec![1u8; bad_len];
+            assert!(V1Key::derive(&server, client.public_key(), &salt).is_err());
+        }
+    }
+
+    #[test]
+    fn server_handshake_matches_client_derivation() {
+        let server = KeyPair::generate();
+        let client = KeyPair::generate();
+        let (key, salt_b64) =
+            server_handshake(&server, &client.public_key_b64()).expect("handshake");
+        let salt = STANDARD.decode(&salt_b64).expect("salt is base64");
+        assert_eq!(salt.len(), SALT_LEN);
+        let client_key = V1Key::derive(&client, server.public_key(), &salt).expect("derive");
+        let sealed = key.seal_frame(b"{\"event\":\"x\"}").expect("seal_frame");
+        let (iv, ct) = fields(&sealed);
+        assert_eq!(
+            client_key.open(&iv, &ct, None).expect("open"),
+            b"{\"event\":\"x\"}"
+        );
+
+        let (_, salt2) = server_handshake(&server, &client.public_key_b64()).expect("handshake");
+        assert_ne!(salt_b64, salt2, "fresh salt per handshake");
+        assert!(server_handshake(&server, "").is_err());
+        assert!(server_handshake(&server, &server.public_key_b64()[1..]).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! The encryption seams of the server: the built-in v1 handshake, the spec's custom handshake
+//! hook, and the outbound transformer.
+//!
+//! Built-in v1 (the default way): the server holds one P-256 key pair; a client that sends
+//! `publicKey` in its `authenticate` payload gets a per-client AES-256-GCM key derived with a
+//! fresh salt, `connected` (always plaintext) carries `serverPublicKey` and `salt`, and from then
+//! on every message to it is sealed by its writer. Custom: a handshake hook returns
+//! `{serverPublicKey, salt}` and an outbound transformer seals each message, as in the spec.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+
+use super::hooks::{Hook, HookResult, call};
+use crate::{
+    crypto::{KeyPair, V1Key, v1},
+    hub::{SealFrame, Sealer},
+    protocol::encode_frame,
+};
+
+/// What the custom handshake hook receives (the spec's `handshakeFn` options).
+#[derive(Debug, Clone)]
+pub struct HandshakeRequest {
+    /// The client.
+    pub client_id: String,
+    /// The user the authenticate hook returned.
+    pub user_id: Option<String>,
+    /// The `authenticate` payload.
+    pub data: Box<RawValue>,
+}
+
+impl HandshakeRequest {
+    /// Deserializes the payload.
+    pub fn data<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.get())
+    }
+}
+
+/// What a successful custom handshake returns; both go to the client in `connected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeReply {
+    /// The server's public key, base64.
+    pub server_public_key: String,
+    /// The salt, base64.
+    pub salt: String,
+}
+
+/// What the outbound transformer receives for one message to one encrypted client.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// The receiving client.
+    pub client_id: String,
+    /// Its user.
+    pub user_id: Option<String>,
+    /// The event.
+    pub event: String,
+    /// The payload, raw JSON.
+    pub data: Box<RawValue>,
+}
+
+/// A transformed message: sent as `{event, data}`.
+#[derive(Debug, Clone)]
+pub struct Transformed {
+    /// The event to send (e.g. `encrypted`).
+    pub event: String,
+    /// The payload to send, raw JSON.
+    pub data: Box<RawValue>,
+}
+
+pub(crate) type HandshakeHook = Hook<HandshakeRequest, Option<HandshakeReply>>;
+pub(crate) type TransformHook = Hook<OutboundRequest, Option<Transformed>>;
+
+/// The encryption a server was built with.
+#[derive(Clone, Default)]
+pub(crate) struct EncryptionConfig {
+    /// The built-in v1 handshake's server key.
+    pub(crate) v1: Option<Arc<KeyPair>>,
+    pub(crate) handshake: Option<HandshakeHook>,
+    pub(crate) transformer: Option<Transformer>,
+}
+
+/// The outbound transformer with its concurrency bound.
+#[derive(Clone)]
+pub(crate) struct Transformer {
+    pub(crate) hook: TransformHook,
+    /// At most `encrypted_batch_limit` transformer calls in flight, server-wide.
+    pub(crate) permits: Arc<Semaphore>,
+}
+
+impl Transformer {
+    /// Runs the transformer for one message; `None` drops the message (the transformer failed).
+    pub(crate) async fn apply(&self, request: OutboundRequest, original: &str) -> Option<String> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return None;
+        };
+        match call("outbound transformer", &self.hook, request).await {
+            Ok(Some(t)) => Some(encode_frame(&t.event, &t.data)),
+            // Nothing returned: send unchanged.
+            Ok(None) => Some(original.to_owned()),
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound transformer failed; message dropped");
+                None
+            }
+        }
+    }
+}
+
+impl SealFrame for V1Key {
+    fn seal_frame(&self, frame: &[u8]) -> Option<String> {
+        V1Key::seal_frame(self, frame).ok()
+    }
+}
+
+/// A handshake that succeeded: how to seal, and what `connected` tells the client.
+pub(crate) struct Established {
+    pub(crate) sealer: Sealer,
+    pub(crate) server_public_key: String,
+    pub(crate) salt: String,
+}
+
+/// How the handshake step ended.
+pub(crate) enum HandshakeResult {
+    /// Encryption is set up.
+    Established(Established),
+    /// The client stays on plaintext (it offered no key and encryption is optional).
+    Plaintext,
+    /// Close with 4004; `notify` sends `Encryption handshake failed` first.
+    Failed { notify: bool },
+}
+
+#[derive(Deserialize)]
+struct Offer {
+    #[serde(rename = "publicKey")]
+    public_key: Option<serde_json::Value>,
+}
+
+impl EncryptionConfig {
+    pub(crate) fn is_available(&self) -> bool {
+        self.v1.is_some() || self.handshake.is_some()
+    }
+
+    /// Runs the handshake for an authenticated client.
+    pub(crate) async fn handshake(
+        &self,
+        required: bool,
+        client_id: &str,
+        user_id: Option<&str>,
+        data: &RawValue,
+    ) -> HandshakeResult {
+        if let Some(hook) = &self.handshake {
+            let request = HandshakeRequest {
+                client_id: client_id.to_owned(),
+                user_id: user_id.map(str::to_owned),
+                data: data.to_owned(),
+            };
+            return match call("handshake", hook, request).await {
+                Ok(Some(reply)) => HandshakeResult::Established(Established {
+                    sealer: Sealer::Transform,
+                    server_public_key: reply.server_public_key,
+                    salt: reply.salt,
+                }),
+                Ok(None) if !required => HandshakeResult::Plaintext,
+                Ok(None) => HandshakeResult::Failed { notify: true },
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "handshake hook failed");
+                    HandshakeResult::Failed { notify: true }
+                }
+            };
+        }
+        let Some(server_key) = &self.v1 else {
+            if required {
+                tracing::error!("require_encryption is set but no handshake is configured");
+                return HandshakeResult::Failed { notify: false };
+            }
+            return HandshakeResult::Plaintext;
+        };
+        let offer = serde_json::from_str::<Offer>(data.get())
+            .ok()
+            .and_then(|o| o.public_key);
+        let public_key = match offer {
+            None | Some(serde_json::Value::Null) if !required => return HandshakeResult::Plaintext,
+            Some(serde_json::Value::String(key)) => key,
+            // A missing key when required, or a key that is not a string.
+            _ => return HandshakeResult::Failed { notify: true },
+        };
+        // SECURITY: strict import (65-byte uncompressed, on curve); one opaque failure.
+        match v1::server_handshake(server_key, &public_key) {
+            Ok((key, salt)) => HandshakeResult::Established(Established {
+                sealer: Sealer::Frame(Box::new(key)),
+                server_public_key: server_key.public_key_b64(),
+                salt,
+            }),
+            Err(_) => HandshakeResult::Failed { notify: true },
+        }
+    }
+}
+
+/// Result type of the handshake hook, for the builder's bounds.
+pub type HandshakeHookResult = HookResult<Option<HandshakeReply>>;
+/// Result type of the outbound transformer, for the builder's bounds.
+pub type TransformHookResult = HookResult<Option<Transformed>>;

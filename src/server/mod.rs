@@ -1,0 +1,556 @@
+//! The public surface: [`ServerBuilder`] → [`Server`], a cheap `Clone` handle for sending,
+//! queries and shutdown, plus the axum integration ([`Server::router`], [`Server::upgrade`]).
+
+mod builder;
+pub(crate) mod encryption;
+pub(crate) mod hooks;
+mod options;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{State, WebSocketUpgrade},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use serde_json::value::{RawValue, to_raw_value};
+use tokio::{sync::Notify, task::JoinHandle};
+
+pub use builder::{BuildError, ServerBuilder};
+pub use encryption::{
+    HandshakeHookResult, HandshakeReply, HandshakeRequest, OutboundRequest, TransformHookResult,
+    Transformed,
+};
+pub use hooks::{AuthRequest, ClientEvent, HookError, HookResult, MessageEvent, RoomRequest};
+pub use options::{ServerOptions, TransportOptions};
+
+use crate::{
+    broker::{Broker, Delivery},
+    hub::{ClientInfo, Hub, Outgoing, RoomError},
+    protocol::{CloseCode, Envelope, MessageType, RoomName},
+    session,
+};
+use encryption::EncryptionConfig;
+use hooks::{ClientEvent as HookClientEvent, Hooks, call};
+
+/// Why a send did not go out.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The payload could not be serialized to JSON.
+    #[error("payload is not serializable: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// The event name is empty.
+    #[error("event name is empty")]
+    EmptyEvent,
+    /// Local delivery happened, but the broker refused the publish.
+    #[error("broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+/// State shared by the handle, the sessions and the background tasks.
+pub(crate) struct Shared {
+    pub(crate) server_id: String,
+    pub(crate) options: ServerOptions,
+    pub(crate) default_rooms: Vec<RoomName>,
+    pub(crate) hooks: Hooks,
+    pub(crate) encryption: EncryptionConfig,
+    pub(crate) hub: Hub,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) shutting_down: AtomicBool,
+    /// Live session tasks, so shutdown can wait for their close frames to go out.
+    pub(crate) sessions: AtomicUsize,
+    pub(crate) sessions_done: Notify,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Runs the disconnect hook for a client that was reported connected, exactly once.
+    pub(crate) async fn report_disconnect(&self, client: &crate::hub::Client) {
+        if client.identity.get().is_none()
+            || client.disconnect_reported.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        if let Some(hook) = &self.hooks.disconnected {
+            let event = HookClientEvent {
+                client_id: client.id.to_string(),
+                user_id: client.user_id().map(str::to_owned),
+                metadata: client.identity.get().and_then(|i| i.metadata.clone()),
+            };
+            if let Err(e) = call("disconnected", hook, event).await {
+                tracing::warn!(client = %client.id, error = %e, "disconnected hook failed");
+            }
+        }
+    }
+
+    /// Delivers an envelope from the bus to local clients.
+    fn on_delivery(&self, delivery: Delivery) {
+        let envelope = &delivery.envelope;
+        if envelope.server_id == self.server_id {
+            return; // our own publish: already delivered locally
+        }
+        if !envelope.matches_channel(&delivery.channel) {
+            tracing::warn!(channel = %delivery.channel, kind = envelope.kind.as_str(), "dropping envelope that does not match its channel");
+            return;
+        }
+        let data = match &envelope.data {
+            Some(raw) => raw.clone(),
+            None => null_raw(),
+        };
+        let msg = Outgoing::new(&envelope.event, data);
+        let exclude: Vec<&str> = envelope
+            .exclude
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let target = envelope.target.as_deref().unwrap_or_default();
+        match envelope.kind {
+            MessageType::Broadcast => {
+                self.hub.to_all(&msg, &exclude);
+            }
+            MessageType::Room => {
+                self.hub.to_room(target, &msg, &exclude);
+            }
+            MessageType::User => {
+                self.hub.to_user(target, &msg, &exclude);
+            }
+            MessageType::Client => {
+                if !exclude.contains(&target) {
+                    self.hub.to_client(target, &msg);
+                }
+            }
+        }
+    }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+/// A running sealcast server. Cloning is cheap (an `Arc`); every clone is the same server.
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.shared.server_id)
+            .field("identifier", &self.shared.options.identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Inbox depth between the broker and the server's dispatch task.
+const INBOX_CAPACITY: usize = 4096;
+
+impl Server {
+    /// A builder with the spec's defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    async fn start(
+        options: ServerOptions,
+        default_rooms: Vec<RoomName>,
+        hooks: Hooks,
+        encryption: EncryptionConfig,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Self, BuildError> {
+        let shared = Arc::new(Shared {
+            server_id: uuid::Uuid::new_v4().to_string(),
+            hub: Hub::new(options.limits.max_rooms_per_client),
+            default_rooms,
+            hooks,
+            encryption,
+            broker,
+            shutting_down: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            sessions_done: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+            options,
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(INBOX_CAPACITY);
+        let subscription = shared.broker.subscribe(tx).await?;
+        shared.hub.set_subscription(subscription);
+
+        // The weak references let the server be dropped without a shutdown call.
+        let weak = Arc::downgrade(&shared);
+        let inbox = tokio::spawn(async move {
+            while let Some(delivery) = rx.recv().await {
+                let Some(shared) = weak.upgrade() else { break };
+                shared.on_delivery(delivery);
+            }
+        });
+        let weak = Arc::downgrade(&shared);
+        let interval = shared.options.heartbeat_interval;
+        let timeout_ms =
+            u64::try_from(shared.options.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX);
+        let sweep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { break };
+                for client in shared.hub.stale(timeout_ms) {
+                    tracing::debug!(client = %client.id, "heartbeat timeout");
+                    client.outbox.close(CloseCode::HeartbeatTimeout);
+                }
+            }
+        });
+        if let Ok(mut tasks) = shared.tasks.lock() {
+            tasks.push(inbox);
+            tasks.push(sweep);
+        }
+        tracing::info!(identifier = %shared.options.identifier, server_id = %shared.server_id, "sealcast server started");
+        Ok(Self { shared })
+    }
+
+    /// This instance's id (a UUID); envelopes it publishes carry it.
+    pub fn id(&self) -> &str {
+        &self.shared.server_id
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ServerOptions {
+        &self.shared.options
+    }
+
+    /// The WebSocket path.
+    pub fn path(&self) -> &str {
+        &self.shared.options.path
+    }
+
+    /// The broker this server publishes through.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.shared.broker
+    }
+
+    // ---- axum ----
+
+    /// A router with the WebSocket endpoint mounted at [`Server::path`]. Merge it into your
+    /// application's router.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route(&self.shared.options.path, get(ws_handler))
+            .with_state(self.clone())
+    }
+
+    /// Upgrades one request: use it from your own handler when you need the request (headers,
+    /// query) before accepting. Assigns a fresh UUID client id.
+    pub fn upgrade(&self, ws: WebSocketUpgrade) -> Response {
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        }
+        let t = &self.shared.options.transport;
+        let shared = self.shared.clone();
+        ws.max_message_size(t.max_payload_length)
+            .max_frame_size(t.max_payload_length)
+            .read_buffer_size(t.read_buffer_size)
+            .write_buffer_size(t.write_buffer_size)
+            .max_write_buffer_size(t.write_buffer_size.max(t.backpressure_limit) * 2)
+            .on_upgrade(move |socket| session::run(shared, socket))
+    }
+
+    // ---- delivery (local) ----
+
+    fn outgoing(event: &str, data: &(impl Serialize + ?Sized)) -> Result<Arc<Outgoing>, SendError> {
+        if event.is_empty() {
+            return Err(SendError::EmptyEvent);
+        }
+        Ok(Outgoing::new(event, to_raw_value(data)?))
+    }
+
+    /// Sends to one authenticated client on this instance. Returns whether it was queued.
+    pub fn send_to_client(
+        &self,
+        client_id: &str,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<bool, SendError> {
+        let msg = Self::outgoing(event, data)?;
+        Ok(self.shared.hub.to_client(client_id, &msg))
+    }
+
+    /// Sends to every local session of a user. Returns how many were queued.
+    pub fn send_to_user(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<usize, SendError> {
+        let msg = Self::outgoing(event, data)?;
+        Ok(self.shared.hub.to_user(user_id, &msg, &[]))
+    }
+
+    /// Sends to every local member of a room except `exclude`. The message is encoded once
+    /// for all plaintext receivers. Returns how many were queued.
+    pub fn send_to_room(
+        &self,
+        room: &str,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        let msg = Self::outgoing(event, data)?;
+        Ok(self.shared.hub.to_room(room, &msg, exclude))
+    }
+
+    /// Sends to every authenticated client on this instance except `exclude`.
+    pub fn broadcast(
+        &self,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        let msg = Self::outgoing(event, data)?;
+        Ok(self.shared.hub.to_all(&msg, exclude))
+    }
+
+    // ---- delivery (cross-instance) ----
+
+    /// The spec's `send`: delivers locally and publishes for the other instances.
+    ///
+    /// | `destination` | local delivery | channel |
+    /// |---|---|---|
+    /// | `None` | broadcast | `ws:broadcast` |
+    /// | a local client id | that client | `ws:client:{id}` |
+    /// | a local room | the room | `ws:room:{room}` |
+    /// | anything else | none | `ws:room:{destination}` |
+    pub async fn send(
+        &self,
+        destination: Option<&str>,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<(), SendError> {
+        let msg = Self::outgoing(event, data)?;
+        let hub = &self.shared.hub;
+        let (kind, target) = match destination {
+            None => {
+                hub.to_all(&msg, &[]);
+                (MessageType::Broadcast, None)
+            }
+            Some(id) if hub.is_client(id) => {
+                hub.to_client(id, &msg);
+                (MessageType::Client, Some(id))
+            }
+            Some(room) => {
+                hub.to_room(room, &msg, &[]);
+                (MessageType::Room, Some(room))
+            }
+        };
+        self.publish(kind, target, &msg, &[]).await
+    }
+
+    /// Sends to a room on every instance (local delivery plus publish), excluding client ids.
+    pub async fn send_to_room_everywhere(
+        &self,
+        room: &str,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+        exclude: &[&str],
+    ) -> Result<(), SendError> {
+        let msg = Self::outgoing(event, data)?;
+        self.shared.hub.to_room(room, &msg, exclude);
+        self.publish(MessageType::Room, Some(room), &msg, exclude)
+            .await
+    }
+
+    /// Sends to every session of a user on every instance.
+    pub async fn send_to_user_everywhere(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<(), SendError> {
+        let msg = Self::outgoing(event, data)?;
+        self.shared.hub.to_user(user_id, &msg, &[]);
+        self.publish(MessageType::User, Some(user_id), &msg, &[])
+            .await
+    }
+
+    /// Broadcasts on every instance, excluding client ids.
+    pub async fn broadcast_everywhere(
+        &self,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+        exclude: &[&str],
+    ) -> Result<(), SendError> {
+        let msg = Self::outgoing(event, data)?;
+        self.shared.hub.to_all(&msg, exclude);
+        self.publish(MessageType::Broadcast, None, &msg, exclude)
+            .await
+    }
+
+    async fn publish(
+        &self,
+        kind: MessageType,
+        target: Option<&str>,
+        msg: &Outgoing,
+        exclude: &[&str],
+    ) -> Result<(), SendError> {
+        let envelope = Envelope {
+            server_id: self.shared.server_id.clone(),
+            kind,
+            target: target.map(str::to_owned),
+            event: msg.event.to_string(),
+            data: Some(msg.data.clone()),
+            exclude: (!exclude.is_empty())
+                .then(|| exclude.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        self.shared.broker.publish(Arc::new(envelope)).await?;
+        Ok(())
+    }
+
+    // ---- rooms ----
+
+    /// Joins a local, authenticated client to a room. `Ok(false)` if it already was a member.
+    pub fn join_room(&self, client_id: &str, room: &str) -> Result<bool, RoomError> {
+        let room = RoomName::new(room)?;
+        self.shared.hub.join(client_id, room)
+    }
+
+    /// Removes a local client from a room. `Ok(false)` if it was not a member; its own-id room
+    /// cannot be left ([`RoomError::OwnRoom`]).
+    pub fn leave_room(&self, client_id: &str, room: &str) -> Result<bool, RoomError> {
+        self.shared.hub.leave(client_id, room)
+    }
+
+    /// Moves a client to the encrypted path through the outbound transformer (the spec's
+    /// `enableClientEncryption`, for encryption negotiated after authentication). Irreversible.
+    /// Returns false if the client is unknown, already encrypted, or no transformer is set.
+    ///
+    /// Send the handshake reply *before* calling this: replies queued earlier go out in plaintext.
+    pub fn enable_client_encryption(&self, client_id: &str) -> bool {
+        if self.shared.encryption.transformer.is_none() {
+            return false;
+        }
+        self.install_sealer(client_id, crate::hub::Sealer::Transform)
+    }
+
+    /// Moves a client to the encrypted path with a v1 key derived by the application (for
+    /// encryption negotiated after authentication, e.g. with [`crate::crypto::v1::server_handshake`]).
+    /// Irreversible; returns false if the client is unknown or already encrypted.
+    pub fn enable_client_encryption_v1(&self, client_id: &str, key: crate::crypto::V1Key) -> bool {
+        self.install_sealer(client_id, crate::hub::Sealer::Frame(Box::new(key)))
+    }
+
+    fn install_sealer(&self, client_id: &str, sealer: crate::hub::Sealer) -> bool {
+        let Some(client) = self.shared.hub.client(client_id) else {
+            return false;
+        };
+        client.sealer.set(sealer).is_ok() && client.enable_encryption()
+    }
+
+    /// Closes one local client with the given code (the application's kick).
+    pub fn close_client(&self, client_id: &str, code: CloseCode) -> bool {
+        match self.shared.hub.client(client_id) {
+            Some(client) => {
+                client.outbox.close(code);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- queries ----
+
+    /// Every local client (any state).
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.shared.hub.infos()
+    }
+
+    /// One local client.
+    pub fn client(&self, client_id: &str) -> Option<ClientInfo> {
+        self.shared.hub.info(client_id)
+    }
+
+    /// Local clients of a user.
+    pub fn clients_by_user(&self, user_id: &str) -> Vec<ClientInfo> {
+        self.shared.hub.infos_by_user(user_id)
+    }
+
+    /// Local members of a room.
+    pub fn clients_by_room(&self, room: &str) -> Vec<ClientInfo> {
+        self.shared.hub.infos_by_room(room)
+    }
+
+    /// Sizes of the local indexes.
+    pub fn stats(&self) -> IndexStats {
+        let (clients, users, rooms) = self.shared.hub.counts();
+        IndexStats {
+            clients,
+            users,
+            rooms,
+        }
+    }
+
+    // ---- lifecycle ----
+
+    /// Graceful shutdown: refuses new upgrades, closes every client with 1001, runs the
+    /// disconnect hooks, clears the indexes, stops the sweep and the broker.
+    pub async fn shutdown(&self) {
+        if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let clients = self.shared.hub.drain();
+        for client in &clients {
+            client.outbox.close(CloseCode::GoingAway);
+        }
+        for client in &clients {
+            self.shared.report_disconnect(client).await;
+        }
+        // Give the writers a moment to put the close frames on the wire.
+        let wait = async {
+            while self.shared.sessions.load(Ordering::Acquire) > 0 {
+                let notified = self.shared.sessions_done.notified();
+                if self.shared.sessions.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        let tasks = self
+            .shared
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
+            task.abort();
+        }
+        if let Some(subscription) = self.shared.hub.subscription() {
+            subscription.close();
+        }
+        self.shared.broker.shutdown().await;
+        tracing::info!(server_id = %self.shared.server_id, "sealcast server stopped");
+    }
+}
+
+/// Sizes of a server's local indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Tracked connections (any state).
+    pub clients: usize,
+    /// Users with at least one authenticated session.
+    pub users: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+}
+
+async fn ws_handler(State(server): State<Server>, ws: WebSocketUpgrade) -> Response {
+    server.upgrade(ws)
+}

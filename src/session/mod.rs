@@ -1,0 +1,11 @@
+//! One connection: a pure protocol state machine (`state`), a byte-bounded outbound queue
+//! (`outbox`) and the task that does the socket I/O and timers (`task`, the only place in
+//! the crate where bytes meet a socket).
+
+mod outbox;
+pub(crate) mod state;
+mod task;
+
+pub(crate) use outbox::{Outbox, Push, Queued};
+pub use state::ClientState;
+pub(crate) use task::run;

@@ -1,0 +1,275 @@
+//! The per-connection outbound queue, bounded in bytes.
+//!
+//! Fan-out pushes into it without awaiting (a slow client never slows the publisher or its
+//! neighbours); the connection's writer task drains everything queued in one go and flushes
+//! once per batch.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+use crate::{hub::Outgoing, protocol::CloseCode};
+
+/// One queued item: a ready frame, or a message the writer seals for this client.
+#[derive(Clone)]
+pub(crate) enum Queued {
+    /// Text sent as is (plaintext receivers share one of these per message).
+    Frame(Utf8Bytes),
+    /// A message the writer passes through the client's sealer before sending.
+    Seal(Arc<Outgoing>),
+}
+
+impl Queued {
+    /// Bytes this item accounts for against the backpressure limit.
+    fn cost(&self) -> usize {
+        match self {
+            Queued::Frame(f) => f.len(),
+            // Sealed output: base64 of plaintext + tag, plus the wrapper.
+            Queued::Seal(m) => m.frame.len() / 3 * 4 + 96,
+        }
+    }
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued for the writer.
+    Queued,
+    /// Dropped: the queue is over its byte limit (the client is marked backpressured).
+    Dropped,
+    /// The connection is closing; nothing more is sent.
+    Closed,
+}
+
+struct State {
+    items: VecDeque<Queued>,
+    bytes: usize,
+    close: Option<CloseCode>,
+    closed: bool,
+}
+
+/// A byte-bounded queue with a single consumer (the writer task).
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+    backpressured: AtomicBool,
+    dropped: AtomicU64,
+    limit: usize,
+    close_on_limit: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize, close_on_limit: bool) -> Self {
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                close: None,
+                closed: false,
+            }),
+            wake: Notify::new(),
+            backpressured: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            limit,
+            close_on_limit,
+        }
+    }
+
+    /// Queues an item unless that would take the queue past its byte limit.
+    pub(crate) fn push(&self, item: Queued) -> Push {
+        let cost = item.cost();
+        let Ok(mut state) = self.state.lock() else {
+            return Push::Closed;
+        };
+        if state.closed || state.close.is_some() {
+            return Push::Closed;
+        }
+        // An empty queue always takes one item, so a single large frame still goes out.
+        if !state.items.is_empty() && state.bytes + cost > self.limit {
+            self.backpressured.store(true, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.close_on_limit {
+                state.items.clear();
+                state.bytes = 0;
+                state.close = Some(CloseCode::PolicyViolation);
+                drop(state);
+                self.wake.notify_one();
+            }
+            return Push::Dropped;
+        }
+        state.bytes += cost;
+        state.items.push_back(item);
+        drop(state);
+        self.wake.notify_one();
+        Push::Queued
+    }
+
+    /// Asks the writer to send a close frame after what is already queued. The first request wins.
+    pub(crate) fn close(&self, code: CloseCode) {
+        if let Ok(mut state) = self.state.lock()
+            && state.close.is_none()
+            && !state.closed
+        {
+            state.close = Some(code);
+        }
+        self.wake.notify_one();
+    }
+
+    /// The peer sent a close frame: drop what is queued and let the writer answer it (the
+    /// WebSocket layer echoes the peer's code when the writer flushes).
+    pub(crate) fn close_by_peer(&self) {
+        if let Ok(mut state) = self.state.lock()
+            && !state.closed
+        {
+            state.items.clear();
+            state.bytes = 0;
+            state.close = Some(CloseCode::Normal);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Marks the connection gone: nothing more is queued or sent.
+    pub(crate) fn shut(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+            state.items.clear();
+            state.bytes = 0;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Moves everything queued into `batch`; returns the close request, if any, once the queue
+    /// is empty. Waits when there is nothing to do.
+    pub(crate) async fn next_batch(&self, batch: &mut Vec<Queued>) -> Next {
+        loop {
+            {
+                let Ok(mut state) = self.state.lock() else {
+                    return Next::Stop;
+                };
+                if state.closed {
+                    return Next::Stop;
+                }
+                if !state.items.is_empty() {
+                    batch.extend(state.items.drain(..));
+                    state.bytes = 0;
+                    return Next::Frames;
+                }
+                if let Some(code) = state.close {
+                    state.closed = true;
+                    return Next::Close(code);
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// Called by the writer after a batch is flushed with nothing left queued.
+    pub(crate) fn drained(&self) {
+        let empty = self
+            .state
+            .lock()
+            .map(|s| s.items.is_empty())
+            .unwrap_or(true);
+        if empty {
+            self.backpressured.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The spec's `backpressured` flag: set when a frame was dropped for the byte limit,
+    /// cleared when the writer drains the queue.
+    pub(crate) fn is_backpressured(&self) -> bool {
+        self.backpressured.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped for the byte limit since the connection opened.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    #[cfg(test)]
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    }
+}
+
+/// What the writer does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Frames were moved into the batch.
+    Frames,
+    /// Send this close frame, then stop.
+    Close(CloseCode),
+    /// The connection is gone; stop.
+    Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Queued {
+        Queued::Frame(Utf8Bytes::from("x".repeat(n)))
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes_with_backpressure_flag() {
+        let outbox = Outbox::new(100, false);
+        assert_eq!(outbox.push(frame(60)), Push::Queued);
+        assert_eq!(outbox.push(frame(40)), Push::Queued);
+        assert_eq!(outbox.queued_bytes(), 100);
+        assert_eq!(outbox.push(frame(1)), Push::Dropped);
+        assert!(outbox.is_backpressured());
+        assert_eq!(outbox.dropped(), 1);
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        assert_eq!(batch.len(), 2);
+        outbox.drained();
+        assert!(!outbox.is_backpressured());
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+    }
+
+    #[tokio::test]
+    async fn one_oversized_frame_goes_out_alone() {
+        let outbox = Outbox::new(10, false);
+        assert_eq!(outbox.push(frame(50)), Push::Queued);
+        assert_eq!(outbox.push(frame(1)), Push::Dropped);
+    }
+
+    #[tokio::test]
+    async fn close_on_limit_closes_with_policy_violation() {
+        let outbox = Outbox::new(10, true);
+        assert_eq!(outbox.push(frame(10)), Push::Queued);
+        assert_eq!(outbox.push(frame(10)), Push::Dropped);
+        assert_eq!(outbox.push(frame(1)), Push::Closed);
+        let mut batch = Vec::new();
+        assert_eq!(
+            outbox.next_batch(&mut batch).await,
+            Next::Close(CloseCode::PolicyViolation)
+        );
+        assert!(batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn close_is_sent_after_queued_frames() {
+        let outbox = Outbox::new(1000, false);
+        outbox.push(frame(3));
+        outbox.close(CloseCode::GoingAway);
+        outbox.close(CloseCode::HeartbeatTimeout);
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        batch.clear();
+        assert_eq!(
+            outbox.next_batch(&mut batch).await,
+            Next::Close(CloseCode::GoingAway)
+        );
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Stop);
+    }
+}

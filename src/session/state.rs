@@ -1,0 +1,348 @@
+//! The connection's protocol state machine, free of sockets and timers.
+//!
+//! The I/O task feeds it parsed frames and the clock ([`Session::on_frame`],
+//! [`Session::on_tick`]) and the outcome of authentication ([`Session::on_auth`]); it answers
+//! with [`Action`]s for the task to carry out. Everything the spec says about the lifecycle
+//! (`unauthorized → authenticating → authenticated → disconnected`, auth timeouts, which events
+//! are allowed when) lives here and is unit-tested without a socket.
+
+use std::{collections::VecDeque, time::Duration};
+
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::protocol::{CloseCode, ErrorMessage, FrameError, InboundFrame, SystemEvent};
+
+/// The spec's client states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientState {
+    /// Connected, `authenticate` not received yet.
+    Unauthorized,
+    /// The authenticate hook is running.
+    Authenticating,
+    /// Fully operational.
+    Authenticated,
+    /// Gone.
+    Disconnected,
+}
+
+impl ClientState {
+    /// The spec's name for the state.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Authenticating => "authenticating",
+            Self::Authenticated => "authenticated",
+            Self::Disconnected => "disconnected",
+        }
+    }
+
+    pub(crate) const fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) const fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Unauthorized,
+            1 => Self::Authenticating,
+            2 => Self::Authenticated,
+            _ => Self::Disconnected,
+        }
+    }
+}
+
+/// What the I/O task must do in answer to an input.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Nothing (heartbeats, frames without `event`, system events a client may not send).
+    Nothing,
+    /// Send an `error` event.
+    Error(ErrorMessage),
+    /// Run the authenticate hook with this payload (the auth deadline was extended).
+    Authenticate(Box<RawValue>),
+    /// Handle a `join` request.
+    Join(Option<Box<RawValue>>),
+    /// Handle a `leave` request.
+    Leave(Option<Box<RawValue>>),
+    /// Hand an application event to the message handler.
+    Dispatch(InboundFrame),
+}
+
+/// How authentication ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthResult {
+    /// Accepted (and the handshake, if any, succeeded).
+    Accepted,
+    /// The connection is being closed with this code.
+    Refused(CloseCode),
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    state: ClientState,
+    auth_timeout: Duration,
+    auth_deadline: Option<Instant>,
+    /// Frames received while authentication runs, replayed in order once it succeeds.
+    pending: VecDeque<Result<Option<InboundFrame>, FrameError>>,
+    max_pending: usize,
+}
+
+impl Session {
+    /// A fresh connection at `now`: unauthorized, with the initial auth deadline.
+    pub(crate) fn new(now: Instant, auth_timeout: Duration, max_pending: usize) -> Self {
+        Self {
+            state: ClientState::Unauthorized,
+            auth_timeout,
+            auth_deadline: Some(now + auth_timeout),
+            pending: VecDeque::new(),
+            max_pending,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// When the auth timer fires, if it is running.
+    pub(crate) fn auth_deadline(&self) -> Option<Instant> {
+        self.auth_deadline
+    }
+
+    /// A frame arrived (already parsed; parse errors included).
+    pub(crate) fn on_frame(
+        &mut self,
+        frame: Result<Option<InboundFrame>, FrameError>,
+        now: Instant,
+    ) -> Action {
+        if self.state == ClientState::Authenticating {
+            // Keep the client's order: handle these once authentication is decided.
+            if self.pending.len() < self.max_pending {
+                self.pending.push_back(frame);
+                return Action::Nothing;
+            }
+            return Action::Error(ErrorMessage::NotAuthenticated);
+        }
+        let frame = match frame {
+            Err(_) => return Action::Error(ErrorMessage::InvalidMessageFormat),
+            Ok(None) => return Action::Nothing,
+            Ok(Some(frame)) => frame,
+        };
+        let system = frame.system_event();
+        if system == Some(SystemEvent::Heartbeat) {
+            return Action::Nothing;
+        }
+        match self.state {
+            ClientState::Unauthorized => {
+                if system == Some(SystemEvent::Authenticate) {
+                    self.state = ClientState::Authenticating;
+                    self.auth_deadline = Some(now + self.auth_timeout * 3);
+                    let data = frame.data.unwrap_or_else(null_payload);
+                    Action::Authenticate(data)
+                } else {
+                    Action::Error(ErrorMessage::NotAuthenticated)
+                }
+            }
+            ClientState::Authenticated => match system {
+                Some(SystemEvent::Authenticate) => {
+                    Action::Error(ErrorMessage::AlreadyAuthenticated)
+                }
+                Some(SystemEvent::Join) => Action::Join(frame.data),
+                Some(SystemEvent::Leave) => Action::Leave(frame.data),
+                // SECURITY: server-to-client event names never reach the message handler.
+                Some(_) => Action::Nothing,
+                None => Action::Dispatch(frame),
+            },
+            ClientState::Authenticating | ClientState::Disconnected => Action::Nothing,
+        }
+    }
+
+    /// Authentication finished. On success, returns the frames received meanwhile, in order,
+    /// for the task to feed back through [`Session::on_frame`].
+    pub(crate) fn on_auth(
+        &mut self,
+        result: AuthResult,
+    ) -> VecDeque<Result<Option<InboundFrame>, FrameError>> {
+        self.auth_deadline = None;
+        match result {
+            AuthResult::Accepted => {
+                self.state = ClientState::Authenticated;
+                std::mem::take(&mut self.pending)
+            }
+            AuthResult::Refused(_) => {
+                self.state = ClientState::Disconnected;
+                self.pending.clear();
+                VecDeque::new()
+            }
+        }
+    }
+
+    /// The clock moved; returns the close code if the auth timer expired.
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Option<CloseCode> {
+        match self.auth_deadline {
+            Some(deadline) if now >= deadline => {
+                self.auth_deadline = None;
+                self.state = ClientState::Disconnected;
+                self.pending.clear();
+                Some(CloseCode::AuthTimeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// The connection is gone.
+    pub(crate) fn on_close(&mut self) {
+        self.state = ClientState::Disconnected;
+        self.auth_deadline = None;
+        self.pending.clear();
+    }
+}
+
+fn null_payload() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Limits;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn frame(s: &str) -> Result<Option<InboundFrame>, FrameError> {
+        InboundFrame::parse(s.as_bytes(), &Limits::default())
+    }
+
+    fn authed(now: Instant) -> Session {
+        let mut s = Session::new(now, T, 4);
+        assert!(matches!(
+            s.on_frame(
+                frame(r#"{"event":"authenticate","data":{"token":"t"}}"#),
+                now
+            ),
+            Action::Authenticate(_)
+        ));
+        assert!(s.on_auth(AuthResult::Accepted).is_empty());
+        s
+    }
+
+    #[test]
+    fn unauthorized_client_may_only_authenticate() {
+        let now = Instant::now();
+        let mut s = Session::new(now, T, 4);
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"join","data":{"rooms":["a"]}}"#), now),
+            Action::Error(ErrorMessage::NotAuthenticated)
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"chat"}"#), now),
+            Action::Error(ErrorMessage::NotAuthenticated)
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"heartbeat"}"#), now),
+            Action::Nothing
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"data":1}"#), now),
+            Action::Nothing
+        ));
+        assert!(matches!(
+            s.on_frame(frame("[]"), now),
+            Action::Error(ErrorMessage::InvalidMessageFormat)
+        ));
+        match s.on_frame(frame(r#"{"event":"authenticate"}"#), now) {
+            Action::Authenticate(data) => assert_eq!(data.get(), "null"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.state(), ClientState::Authenticating);
+    }
+
+    #[test]
+    fn auth_timeouts_initial_then_three_times() {
+        let now = Instant::now();
+        let mut s = Session::new(now, T, 4);
+        assert_eq!(s.on_tick(now + T - Duration::from_millis(1)), None);
+        assert_eq!(s.on_tick(now + T), Some(CloseCode::AuthTimeout));
+        assert_eq!(s.state(), ClientState::Disconnected);
+
+        let mut s = Session::new(now, T, 4);
+        let later = now + Duration::from_secs(4);
+        s.on_frame(frame(r#"{"event":"authenticate"}"#), later);
+        assert_eq!(s.auth_deadline(), Some(later + T * 3));
+        assert_eq!(s.on_tick(now + T), None, "the initial timer was replaced");
+        assert_eq!(s.on_tick(later + T * 3), Some(CloseCode::AuthTimeout));
+    }
+
+    #[test]
+    fn frames_during_auth_are_replayed_in_order() {
+        let now = Instant::now();
+        let mut s = Session::new(now, T, 2);
+        s.on_frame(frame(r#"{"event":"authenticate"}"#), now);
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"join","data":{"rooms":["a"]}}"#), now),
+            Action::Nothing
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"chat"}"#), now),
+            Action::Nothing
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"third"}"#), now),
+            Action::Error(ErrorMessage::NotAuthenticated)
+        ));
+        let replay: Vec<_> = s.on_auth(AuthResult::Accepted).into_iter().collect();
+        assert_eq!(replay.len(), 2);
+        let actions: Vec<_> = replay.into_iter().map(|f| s.on_frame(f, now)).collect();
+        assert!(matches!(actions[0], Action::Join(_)));
+        assert!(matches!(&actions[1], Action::Dispatch(f) if f.event == "chat"));
+    }
+
+    #[test]
+    fn refused_auth_drops_pending_frames() {
+        let now = Instant::now();
+        let mut s = Session::new(now, T, 4);
+        s.on_frame(frame(r#"{"event":"authenticate"}"#), now);
+        s.on_frame(frame(r#"{"event":"chat"}"#), now);
+        assert!(
+            s.on_auth(AuthResult::Refused(CloseCode::AuthFailed))
+                .is_empty()
+        );
+        assert_eq!(s.state(), ClientState::Disconnected);
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"chat"}"#), now),
+            Action::Nothing
+        ));
+    }
+
+    #[test]
+    fn authenticated_routing() {
+        let now = Instant::now();
+        let mut s = authed(now);
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"authenticate"}"#), now),
+            Action::Error(ErrorMessage::AlreadyAuthenticated)
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"join","data":{"rooms":[]}}"#), now),
+            Action::Join(Some(_))
+        ));
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"leave"}"#), now),
+            Action::Leave(None)
+        ));
+        for reserved in ["connected", "error", "encrypted", "disconnect", "heartbeat"] {
+            let f = frame(&format!("{{\"event\":\"{reserved}\",\"data\":1}}"));
+            assert!(matches!(s.on_frame(f, now), Action::Nothing), "{reserved}");
+        }
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"chat","data":1}"#), now),
+            Action::Dispatch(_)
+        ));
+        assert_eq!(
+            s.on_tick(now + T * 100),
+            None,
+            "no auth timer once authenticated"
+        );
+    }
+}

@@ -1,0 +1,559 @@
+//! The connection task: reads frames, drives the [`Session`] state machine, runs the hooks in
+//! order for this client, and owns the writer that drains the [`Outbox`].
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, SystemTime},
+};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::{
+    Outbox, Queued,
+    outbox::Next,
+    state::{Action, AuthResult, ClientState, Session},
+};
+use crate::{
+    hub::{Client, Hub, Identity, Outgoing, Sealer},
+    protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system},
+    server::{
+        Shared,
+        encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
+        hooks::{AuthRequest, ClientEvent, MessageEvent, RoomRequest, call},
+    },
+};
+
+/// How long a closing connection may take to flush its close frame.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+type AuthFuture = Pin<Box<dyn Future<Output = AuthOutcome> + Send>>;
+
+/// How the authenticate step ended.
+enum AuthOutcome {
+    Accepted(Identity, Option<Established>),
+    Rejected,
+    HookFailed,
+    /// Encryption was required and is unavailable or failed; `notify` says whether the client
+    /// gets an `error` event before the 4004 close.
+    EncryptionFailed {
+        notify: bool,
+    },
+}
+
+/// Decrements the live-session count when the task ends, however it ends.
+struct SessionGuard(Arc<Shared>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.sessions_done.notify_waiters();
+        }
+    }
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
+    shared.sessions.fetch_add(1, Ordering::AcqRel);
+    let _guard = SessionGuard(shared.clone());
+    let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    let transport = &shared.options.transport;
+    let client = Arc::new(Client::new(
+        id.clone(),
+        Outbox::new(
+            transport.backpressure_limit,
+            transport.close_on_backpressure_limit,
+        ),
+        shared.hub.clock.now_ms(),
+    ));
+    shared.hub.insert(client.clone());
+    if shared.shutting_down.load(Ordering::Acquire) {
+        client.outbox.close(CloseCode::GoingAway);
+    }
+    let (sink, stream) = socket.split();
+    let ping_every = (transport.send_pings && !transport.idle_timeout.is_zero())
+        .then(|| transport.idle_timeout / 2);
+    let transformer = shared.encryption.transformer.clone();
+    let writer = tokio::spawn(write_loop(sink, client.clone(), ping_every, transformer));
+    let mut conn = Connection {
+        session: Session::new(
+            Instant::now(),
+            shared.options.auth_timeout,
+            shared.options.limits.max_frames_during_auth,
+        ),
+        shared: shared.clone(),
+        client: client.clone(),
+    };
+    let ended_by_us = conn.read_loop(stream, writer).await;
+
+    conn.session.on_close();
+    client.set_state(ClientState::Disconnected);
+    shared.hub.remove(&id);
+    if !ended_by_us {
+        client.outbox.shut();
+    }
+    shared.report_disconnect(&client).await;
+}
+
+struct Connection {
+    session: Session,
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+}
+
+impl Connection {
+    /// Returns true when the server ended the connection (a close frame was queued).
+    async fn read_loop(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut writer: tokio::task::JoinHandle<()>,
+    ) -> bool {
+        let idle_timeout = self.shared.options.transport.idle_timeout;
+        let mut idle_deadline = Instant::now() + idle_timeout;
+        let mut auth: Option<AuthFuture> = None;
+        loop {
+            let auth_deadline = self.session.auth_deadline();
+            tokio::select! {
+                outcome = async { auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if auth.is_some() => {
+                    auth = None;
+                    if !self.finish_auth(outcome).await {
+                        return self.wait_writer(writer).await;
+                    }
+                }
+                msg = stream.next() => {
+                    let bytes = match msg {
+                        Some(Ok(Message::Text(text))) => Some(text.into()),
+                        Some(Ok(Message::Binary(bin))) => Some(bin),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                        Some(Ok(Message::Close(_))) => {
+                            // Complete the closing handshake before dropping the socket.
+                            self.client.outbox.close_by_peer();
+                            return self.wait_writer(writer).await;
+                        }
+                        None => return false,
+                        Some(Err(e)) => {
+                            if is_capacity_error(&e) {
+                                tracing::debug!(client = %self.client.id, "frame over max payload length");
+                                self.client.outbox.close(CloseCode::MessageTooBig);
+                                return self.wait_writer(writer).await;
+                            }
+                            tracing::debug!(client = %self.client.id, error = %e, "read error");
+                            return false;
+                        }
+                    };
+                    idle_deadline = Instant::now() + idle_timeout;
+                    let Some(bytes) = bytes else { continue };
+                    self.client.touch(self.shared.hub.clock.now_ms());
+                    let parsed = InboundFrame::parse(&bytes, &self.shared.options.limits);
+                    let action = self.session.on_frame(parsed, Instant::now());
+                    if let Some(fut) = self.perform(action).await {
+                        auth = Some(fut);
+                    }
+                }
+                () = sleep_until_opt(auth_deadline) => {
+                    if let Some(code) = self.session.on_tick(Instant::now()) {
+                        self.client.outbox.close(code);
+                        return self.wait_writer(writer).await;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_deadline), if !idle_timeout.is_zero() => {
+                    tracing::debug!(client = %self.client.id, "transport idle timeout");
+                    self.client.outbox.close(CloseCode::GoingAway);
+                    return self.wait_writer(writer).await;
+                }
+                _ = &mut writer => {
+                    // The writer finished: a close was sent (sweep, shutdown, backpressure,
+                    // kick) or the socket failed.
+                    return true;
+                }
+            }
+        }
+    }
+
+    async fn wait_writer(&self, writer: tokio::task::JoinHandle<()>) -> bool {
+        if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer)
+            .await
+            .is_err()
+        {
+            self.client.outbox.shut();
+        }
+        true
+    }
+
+    /// Carries out one action. Returns the authentication future when one starts.
+    async fn perform(&mut self, action: Action) -> Option<AuthFuture> {
+        match action {
+            Action::Nothing => {}
+            Action::Error(message) => self.send_error(message),
+            Action::Authenticate(data) => {
+                self.client.set_state(ClientState::Authenticating);
+                return Some(Box::pin(authenticate(
+                    self.shared.clone(),
+                    self.client.id.to_string(),
+                    data,
+                )));
+            }
+            Action::Join(data) => self.join(data).await,
+            Action::Leave(data) => self.leave(data),
+            Action::Dispatch(frame) => self.dispatch(frame).await,
+        }
+        None
+    }
+
+    /// Applies the authentication outcome. Returns false when the connection is closing.
+    async fn finish_auth(&mut self, outcome: AuthOutcome) -> bool {
+        let (identity, established) = match outcome {
+            AuthOutcome::Accepted(identity, established) => (identity, established),
+            AuthOutcome::Rejected => {
+                return self.refuse(
+                    Some(ErrorMessage::AuthenticationFailed),
+                    CloseCode::AuthFailed,
+                );
+            }
+            AuthOutcome::HookFailed => {
+                return self.refuse(
+                    Some(ErrorMessage::AuthenticationError),
+                    CloseCode::AuthFailed,
+                );
+            }
+            AuthOutcome::EncryptionFailed { notify } => {
+                let message = notify.then_some(ErrorMessage::EncryptionHandshakeFailed);
+                return self.refuse(message, CloseCode::EncryptionRequired);
+            }
+        };
+        let user_id = identity.user_id.clone();
+        let metadata = identity.metadata.clone();
+        let (server_public_key, salt) = match established {
+            Some(e) => {
+                let _ = self.client.sealer.set(e.sealer);
+                self.client.enable_encryption();
+                (Some(e.server_public_key), Some(e.salt))
+            }
+            None => (None, None),
+        };
+        let connected = ConnectedData {
+            id: &self.client.id,
+            user_id: user_id.as_deref(),
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            server_public_key: server_public_key.as_deref(),
+            salt: salt.as_deref(),
+        };
+        // `connected` always goes out in plaintext (it carries what the client needs to derive
+        // its key), and before the client joins any room, so nothing sealed precedes it.
+        let frame = encode_system(SystemEvent::Connected, &connected);
+        Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(frame)));
+        if !self
+            .shared
+            .hub
+            .authenticate(&self.client, identity, &self.shared.default_rooms)
+        {
+            return false;
+        }
+        tracing::debug!(client = %self.client.id, user = ?user_id, encrypted = self.client.is_encrypted(), "authenticated");
+        if let Some(hook) = &self.shared.hooks.connected {
+            let event = ClientEvent {
+                client_id: self.client.id.to_string(),
+                user_id,
+                metadata,
+            };
+            if let Err(e) = call("connected", hook, event).await {
+                tracing::warn!(client = %self.client.id, error = %e, "connected hook failed");
+            }
+        }
+        let pending = self.session.on_auth(AuthResult::Accepted);
+        for frame in pending {
+            let action = self.session.on_frame(frame, Instant::now());
+            // A replayed `authenticate` can only yield an error; no new auth starts here.
+            let _ = self.perform(action).await;
+        }
+        true
+    }
+
+    fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> bool {
+        self.session.on_auth(AuthResult::Refused(code));
+        if let Some(message) = message {
+            self.send_error(message);
+        }
+        self.client.outbox.close(code);
+        false
+    }
+
+    fn send_error(&self, message: ErrorMessage) {
+        let data = ErrorData {
+            message: message.as_str(),
+        };
+        match serde_json::value::to_raw_value(&data) {
+            Ok(raw) => {
+                let msg = Outgoing::new(SystemEvent::Error.as_str(), raw);
+                let item = if self.client.is_encrypted() {
+                    Queued::Seal(msg)
+                } else {
+                    Queued::Frame(msg.frame.clone())
+                };
+                Hub::push_direct(&self.client, item);
+            }
+            Err(e) => tracing::error!(error = %e, "encoding an error event"),
+        }
+    }
+
+    /// Parses `{rooms: [...]}`: `None` (→ `Invalid message format`) when the shape is wrong or
+    /// the request names more rooms than allowed. Non-string and invalid names are dropped.
+    fn parse_rooms(&self, data: Option<&RawValue>) -> Option<Vec<RoomName>> {
+        #[derive(Deserialize)]
+        struct Rooms {
+            rooms: Vec<serde_json::Value>,
+        }
+        let rooms: Rooms = serde_json::from_str(data?.get()).ok()?;
+        if rooms.rooms.len() > self.shared.options.limits.max_rooms_per_request {
+            return None;
+        }
+        let mut seen = HashSet::new();
+        Some(
+            rooms
+                .rooms
+                .into_iter()
+                .filter_map(|v| match v {
+                    serde_json::Value::String(s) => RoomName::new(&s).ok(),
+                    _ => None,
+                })
+                .filter(|r| seen.insert(r.clone()))
+                .collect(),
+        )
+    }
+
+    async fn join(&mut self, data: Option<Box<RawValue>>) {
+        let Some(rooms) = self.parse_rooms(data.as_deref()) else {
+            return self.send_error(ErrorMessage::InvalidMessageFormat);
+        };
+        let id = self.client.id.clone();
+        let rooms: Vec<RoomName> = rooms
+            .into_iter()
+            // SECURITY: UUID-shaped names are own-id rooms: joining another client's would let
+            // a client read its direct messages relayed from other instances.
+            .filter(|r| uuid::Uuid::try_parse(r.as_str()).is_err())
+            .filter(|r| !self.shared.hub.is_member(&id, r.as_str()))
+            .collect();
+        if rooms.is_empty() {
+            return;
+        }
+        let Some(validate) = &self.shared.hooks.validate_rooms else {
+            tracing::debug!(client = %id, "join refused: no room validator");
+            return;
+        };
+        let request = RoomRequest {
+            client_id: id.to_string(),
+            user_id: self.client.user_id().map(str::to_owned),
+            rooms: rooms.iter().map(|r| r.as_str().to_owned()).collect(),
+        };
+        let allowed = match call("validate_rooms", validate, request).await {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                tracing::warn!(client = %id, error = %e, "room validator failed");
+                return;
+            }
+        };
+        let allowed: HashSet<&str> = allowed.iter().map(String::as_str).collect();
+        for room in rooms.into_iter().filter(|r| allowed.contains(r.as_str())) {
+            if let Err(e) = self.shared.hub.join(&id, room) {
+                tracing::debug!(client = %id, error = %e, "join refused");
+                break;
+            }
+        }
+    }
+
+    fn leave(&mut self, data: Option<Box<RawValue>>) {
+        let Some(rooms) = self.parse_rooms(data.as_deref()) else {
+            return self.send_error(ErrorMessage::InvalidMessageFormat);
+        };
+        for room in rooms {
+            // Leaving a room one is not in, or one's own-id room, does nothing.
+            let _ = self.shared.hub.leave(&self.client.id, room.as_str());
+        }
+    }
+
+    async fn dispatch(&mut self, frame: InboundFrame) {
+        let Some(hook) = &self.shared.hooks.message else {
+            return;
+        };
+        let event = MessageEvent {
+            server: crate::Server {
+                shared: self.shared.clone(),
+            },
+            client_id: self.client.id.to_string(),
+            user_id: self.client.user_id().map(str::to_owned),
+            event: frame.event,
+            data: frame.data,
+            id: frame.id,
+        };
+        if let Err(e) = call("message", hook, event).await {
+            tracing::warn!(client = %self.client.id, error = %e, "message handler failed");
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectedData<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_public_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    salt: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorData<'a> {
+    message: &'a str,
+}
+
+/// The authenticate step: the hook, then (with encryption required) the handshake.
+async fn authenticate(shared: Arc<Shared>, client_id: String, data: Box<RawValue>) -> AuthOutcome {
+    let request = AuthRequest {
+        client_id: client_id.clone(),
+        data: data.clone(),
+    };
+    match call("authenticate", &shared.hooks.authenticate, request).await {
+        Ok(Some(identity)) => {
+            let required = shared.options.require_encryption;
+            if !required && !shared.encryption.is_available() {
+                return AuthOutcome::Accepted(identity, None);
+            }
+            let user_id = identity.user_id.as_deref();
+            match shared
+                .encryption
+                .handshake(required, &client_id, user_id, &data)
+                .await
+            {
+                HandshakeResult::Established(e) => AuthOutcome::Accepted(identity, Some(e)),
+                HandshakeResult::Plaintext => AuthOutcome::Accepted(identity, None),
+                HandshakeResult::Failed { notify } => AuthOutcome::EncryptionFailed { notify },
+            }
+        }
+        Ok(None) => AuthOutcome::Rejected,
+        Err(e) => {
+            tracing::warn!(error = %e, "authenticate hook failed");
+            AuthOutcome::HookFailed
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_capacity_error(e: &axum::Error) -> bool {
+    // axum wraps tungstenite's error; its `Capacity` variant reads "Space limit exceeded".
+    let text = e.to_string();
+    text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Message too big")
+}
+
+/// Drains the outbox: every queued frame of a batch is fed, then flushed once.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    client: Arc<Client>,
+    ping_every: Option<Duration>,
+    transformer: Option<Transformer>,
+) {
+    let mut batch: Vec<Queued> = Vec::new();
+    let mut ping = ping_every.map(|p| tokio::time::interval_at(Instant::now() + p, p));
+    loop {
+        let next = match ping.as_mut() {
+            Some(ping) => tokio::select! {
+                next = client.outbox.next_batch(&mut batch) => next,
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            None => client.outbox.next_batch(&mut batch).await,
+        };
+        match next {
+            Next::Frames => {
+                let mut failed = false;
+                for item in batch.drain(..) {
+                    let text = match item {
+                        Queued::Frame(frame) => frame,
+                        Queued::Seal(msg) => {
+                            match seal(&client, &msg, transformer.as_ref()).await {
+                                Some(text) => text,
+                                None => continue,
+                            }
+                        }
+                    };
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || sink.flush().await.is_err() {
+                    break;
+                }
+                client.outbox.drained();
+            }
+            Next::Close(code) => {
+                let frame = CloseFrame {
+                    code: code.code(),
+                    reason: Utf8Bytes::from_static(code.reason()),
+                };
+                if sink.send(Message::Close(Some(frame))).await.is_err() {
+                    // The peer closed first: the WebSocket layer queued the echo of its close
+                    // frame and refuses a new one; flushing sends the echo.
+                    let _ = sink.flush().await;
+                }
+                break;
+            }
+            Next::Stop => break,
+        }
+    }
+    client.outbox.shut();
+}
+
+async fn seal(
+    client: &Client,
+    msg: &Outgoing,
+    transformer: Option<&Transformer>,
+) -> Option<Utf8Bytes> {
+    match client.sealer.get()? {
+        Sealer::Frame(sealer) => {
+            let sealed = sealer.seal_frame(msg.frame.as_bytes());
+            if sealed.is_none() {
+                tracing::warn!(client = %client.id, "sealing failed; message dropped");
+            }
+            sealed.map(Utf8Bytes::from)
+        }
+        Sealer::Transform => {
+            let Some(transformer) = transformer else {
+                return Some(msg.frame.clone());
+            };
+            let request = OutboundRequest {
+                client_id: client.id.to_string(),
+                user_id: client.user_id().map(str::to_owned),
+                event: msg.event.to_string(),
+                data: msg.data.clone(),
+            };
+            transformer
+                .apply(request, msg.frame.as_str())
+                .await
+                .map(Utf8Bytes::from)
+        }
+    }
+}

@@ -1,0 +1,165 @@
+// Browser end-to-end test: headless Chromium loads the demo page from the Rust chat server
+// (examples/chat.rs) and two pages chat in an encrypted room, with a Node client listening in
+// the clear. Run: node tests/browser/e2e.mjs   (needs Debian `chromium`; CHROMIUM_PATH overrides)
+// Prints `N passed, N failed` last and exits non-zero on any failure.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+import { SealcastClient } from '../../examples/js/sealcast-client.js';
+import { startChatServer, until } from '../js/support/rust.mjs';
+
+const ROOM = 'chat-e2e';
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const VECTORS = fileURLToPath(new URL('../../../shared/vectors/ignis-ecdh-v1.json', import.meta.url));
+
+const results = [];
+async function check(name, fn) {
+  try {
+    await fn();
+    results.push([name, true]);
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    results.push([name, false]);
+    console.log(`not ok - ${name}\n  ${String(err?.stack ?? err).replace(/\n/g, '\n  ')}`);
+  }
+}
+
+const demoState = (page) => page.evaluate(() => {
+  const d = window.sealcastDemo;
+  return { received: d.received, connected: d.connected, encrypted: d.encrypted, errors: d.errors };
+});
+
+async function openChat(browser, server, name) {
+  const page = await browser.newPage();
+  page.on('pageerror', (err) => console.log(`[${name}] page error: ${err.message}`));
+  await page.goto(`${server.httpUrl}/`);
+  await page.fill('#name', name);
+  await page.fill('#room', ROOM);
+  await page.click('#connect');
+  await page.waitForFunction(() => window.sealcastDemo?.connected !== null, null, { timeout: 10_000 });
+  return page;
+}
+
+/** Send probes from `page` until `seen()` is true, so the room membership is known to be in place. */
+async function probe(send, seen, tag) {
+  for (let n = 0; !(await seen()); n++) {
+    assert.ok(n < 100, `probe ${tag} never arrived`);
+    await send(`probe-${tag}-${n}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+let server;
+let browser;
+let listener;
+try {
+  server = await startChatServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+
+  let alice, bob;
+  await check('the demo page connects with the v1 handshake ("encrypted ✓")', async () => {
+    alice = await openChat(browser, server, 'alice');
+    bob = await openChat(browser, server, 'bob');
+    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+      const s = await demoState(page);
+      assert.equal(s.connected.userId, who);
+      assert.ok(s.connected.serverPublicKey && s.connected.salt, 'server key and salt in connected');
+      assert.equal(s.encrypted, true);
+      assert.match(await page.textContent('#status'), /encrypted ✓/);
+    }
+  });
+
+  await check('two browsers chat in an encrypted room; a plaintext Node client hears it in the clear', async () => {
+    const heard = [];
+    listener = new SealcastClient({ url: server.wsUrl, token: 'nodeear', encryption: 'none', WebSocket, reconnect: false });
+    listener.on('chat', (data, meta) => heard.push({ ...data, encrypted: meta.encrypted }));
+    await listener.connect();
+    listener.join(ROOM);
+    const sendFrom = (page) => (text) => page.evaluate((t) => window.sealcastDemo.client.send('chat', { room: 'chat-e2e', text: t }), text);
+    const got = (page, prefix) => async () => (await demoState(page)).received.some((m) => m.text.startsWith(prefix));
+    await probe(sendFrom(alice), got(bob, 'probe-a-'), 'a');
+    await probe(sendFrom(bob), got(alice, 'probe-b-'), 'b');
+    await probe(sendFrom(alice), async () => heard.some((m) => m.text.startsWith('probe-a2-')), 'a2');
+
+    // the real messages go through the UI
+    await alice.fill('#text', 'hello bob, sealed ✓');
+    await alice.click('#send');
+    await bob.fill('#text', 'hi alice 🔥');
+    await bob.click('#send');
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(
+        () => ['hi alice 🔥', 'hello bob, sealed ✓'].every((t) => window.sealcastDemo.received.some((m) => m.text === t)),
+        null,
+        { timeout: 10_000 },
+      );
+    }
+    // a last marker: anything duplicated would have arrived before it
+    await sendFrom(alice)('end');
+    for (const page of [alice, bob]) await page.waitForFunction(() => window.sealcastDemo.received.some((m) => m.text === 'end'));
+    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+      const s = await demoState(page);
+      const real = s.received.filter((m) => !m.text.startsWith('probe-') && m.text !== 'end');
+      assert.deepEqual(real.map((m) => [m.from, m.text]).sort(), [['alice', 'hello bob, sealed ✓'], ['bob', 'hi alice 🔥']], `${who} got each once`);
+      assert.ok(real.every((m) => m.encrypted === true && m.room === ROOM), `${who}: decrypted from encrypted frames`);
+      assert.deepEqual(s.errors, [], `${who}: no errors`);
+      assert.ok((await page.textContent('#messages')).includes(who === 'alice' ? 'hi alice 🔥' : 'hello bob, sealed ✓'), 'shown in the list');
+    }
+    await until(() => heard.some((m) => m.text === 'hi alice 🔥') && heard.some((m) => m.text === 'hello bob, sealed ✓'), 'the Node listener');
+    assert.ok(heard.every((m) => m.encrypted === false));
+  });
+
+  await check('in Chromium a tampered record is refused and the reference vectors open', async () => {
+    const vectors = JSON.parse(readFileSync(VECTORS, 'utf8')).cases.filter((c) => c.plaintext !== null);
+    const out = await alice.evaluate(async (cases) => {
+      const m = await import('./sealcast-client.js');
+      const hex = (h) => Uint8Array.from(h.match(/../g) ?? [], (x) => parseInt(x, 16));
+      const opened = [];
+      for (const c of cases) {
+        const priv = await m.importPrivateKey(hex(c.client_private_key_hex), c.client_public_key_b64);
+        const key = await m.deriveV1Key(priv, c.server_public_key_b64, c.salt_b64);
+        opened.push((await m.openV1(key, c.iv_b64, c.ct_b64, c.additional_data)) === c.plaintext);
+      }
+      const a = await m.generateKeyPair();
+      const b = await m.generateKeyPair();
+      const salt = m.bytesToB64(crypto.getRandomValues(new Uint8Array(32)));
+      const ka = await m.deriveV1Key(a.privateKey, await m.exportPublicKeyB64(b.publicKey), salt);
+      const kb = await m.deriveV1Key(b.privateKey, await m.exportPublicKeyB64(a.publicKey), salt);
+      const rec = await m.sealV1(ka, 'top secret');
+      const genuine = await m.openV1(kb, rec.iv, rec.ct);
+      const ct = m.b64ToBytes(rec.ct);
+      ct[0] ^= 1;
+      const tampered = await m.openV1(kb, rec.iv, m.bytesToB64(ct)).then(() => 'opened', (e) => e.name);
+      return { opened, genuine, tampered };
+    }, vectors);
+    assert.deepEqual(out.opened, vectors.map(() => true));
+    assert.equal(out.genuine, 'top secret');
+    assert.equal(out.tampered, 'DecryptError');
+  });
+
+  await check('in Chromium a rejected token fails with AuthenticationError (4003)', async () => {
+    const out = await bob.evaluate(async (url) => {
+      const { SealcastClient } = await import('./sealcast-client.js');
+      const c = new SealcastClient({ url, token: 'bad token!', reconnect: false });
+      return c.connect().then(() => 'connected', (e) => [e.name, e.code]);
+    }, server.wsUrl);
+    assert.deepEqual(out, ['AuthenticationError', 4003]);
+  });
+} catch (err) {
+  results.push(['setup', false]);
+  console.log(`not ok - setup\n  ${String(err?.stack ?? err).replace(/\n/g, '\n  ')}`);
+  if (server) console.log(server.log());
+} finally {
+  await listener?.close().catch(() => {});
+  await browser?.close().catch(() => {});
+  await server?.stop().catch(() => {});
+}
+
+const passed = results.filter(([, ok]) => ok).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed || !passed ? 1 : 0);
