@@ -264,3 +264,28 @@ async fn close_on_backpressure_limit_closes_the_slow_client_with_1008() {
     }
     assert_eq!(slow.expect_close().await.0, Some(1008));
 }
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let srv = spawn(test_builder()).await;
+    let before = srv.server.metrics();
+    assert_eq!(before.connections.authenticated, 0);
+    let mut a = srv.authed("m1").await;
+    let mut b = srv.authed("m2").await;
+    let mut pending = srv.client().await;
+    pending.emit("authenticate", json!({"token": "bad"})).await;
+    pending.expect_error("Authentication failed").await;
+    assert_eq!(srv.server.broadcast("x", &1, &[]).unwrap(), 2);
+    a.expect_event("x").await;
+    b.expect_event("x").await;
+    let m = srv.server.metrics();
+    assert_eq!(m.connections.authenticated, 2);
+    assert_eq!(m.connections_opened, 3);
+    assert_eq!(m.auth_failures, 1);
+    assert_eq!(m.deliveries, 2);
+    assert_eq!(m.frames_in, 3);
+    // connected ×2, error ×1, x ×2
+    assert!(eventually(|| srv.server.metrics().frames_out == 5).await);
+    assert_eq!(m.dropped, 0);
+    assert_eq!(m.backpressured_clients, 0);
+}

@@ -23,6 +23,7 @@ pub use client::{ClientId, ClientInfo, Identity};
 use crate::{
     broker::Subscription,
     protocol::{Channel, RoomName, encode_frame},
+    server::metrics::{ConnectionCounts, Counters},
     session::{ClientState, Push, Queued},
 };
 
@@ -108,6 +109,7 @@ pub(crate) struct Hub {
     subscription: OnceLock<Box<dyn Subscription>>,
     pub(crate) clock: Clock,
     max_rooms_per_client: usize,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Hub {
@@ -117,6 +119,7 @@ impl Hub {
             subscription: OnceLock::new(),
             clock: Clock(Instant::now()),
             max_rooms_per_client,
+            counters: Arc::default(),
         }
     }
 
@@ -309,10 +312,12 @@ impl Hub {
     /// Queues `msg` for one authenticated client.
     pub(crate) fn to_client(&self, id: &str, msg: &Arc<Outgoing>) -> bool {
         let index = self.read();
-        index
+        let pushed = index
             .clients
             .get(id)
-            .is_some_and(|e| e.client.is_authenticated() && deliver(&e.client, msg))
+            .filter(|e| e.client.is_authenticated())
+            .map(|e| deliver(&e.client, msg));
+        self.count(Tally::of(pushed)) == 1
     }
 
     /// Queues `msg` for every session of a user. Returns how many took it.
@@ -321,7 +326,7 @@ impl Hub {
         let Some(sessions) = index.users.get(user) else {
             return 0;
         };
-        fan_out(sessions.values(), msg, exclude)
+        self.count(fan_out(sessions.values(), msg, exclude))
     }
 
     /// Queues `msg` for every member of a room, minus `exclude`.
@@ -330,13 +335,26 @@ impl Hub {
         let Some(members) = index.rooms.get(room) else {
             return 0;
         };
-        fan_out(members.values(), msg, exclude)
+        self.count(fan_out(members.values(), msg, exclude))
     }
 
     /// Queues `msg` for every authenticated client, minus `exclude`.
     pub(crate) fn to_all(&self, msg: &Arc<Outgoing>, exclude: &[&str]) -> usize {
         let index = self.read();
-        fan_out(index.clients.values().map(|e| &e.client), msg, exclude)
+        self.count(fan_out(
+            index.clients.values().map(|e| &e.client),
+            msg,
+            exclude,
+        ))
+    }
+
+    /// Records a fan-out's outcome; returns how many receivers took the message.
+    fn count(&self, tally: Tally) -> usize {
+        Counters::add(&self.counters.deliveries, tally.queued as u64);
+        if tally.dropped > 0 {
+            Counters::add(&self.counters.dropped, tally.dropped as u64);
+        }
+        tally.queued
     }
 
     /// Sends an item to a client whatever its state (system frames to clients mid-handshake).
@@ -397,6 +415,23 @@ impl Hub {
         (index.clients.len(), index.users.len(), index.rooms.len())
     }
 
+    /// Live connections by state, plus encrypted and backpressured counts.
+    pub(crate) fn census(&self) -> (ConnectionCounts, u64, u64) {
+        let mut counts = ConnectionCounts::default();
+        let (mut encrypted, mut backpressured) = (0, 0);
+        for e in self.read().clients.values() {
+            match e.client.state() {
+                ClientState::Unauthorized => counts.unauthorized += 1,
+                ClientState::Authenticating => counts.authenticating += 1,
+                ClientState::Authenticated => counts.authenticated += 1,
+                ClientState::Disconnected => {}
+            }
+            encrypted += u64::from(e.client.is_encrypted());
+            backpressured += u64::from(e.client.outbox.is_backpressured());
+        }
+        (counts, encrypted, backpressured)
+    }
+
     /// Authenticated clients whose last frame is older than `timeout_ms`.
     pub(crate) fn stale(&self, timeout_ms: u64) -> Vec<Arc<Client>> {
         let now = self.clock.now_ms();
@@ -418,37 +453,62 @@ fn info_of(entry: &Entry, now_ms: u64) -> ClientInfo {
     ClientInfo::of(&entry.client, &rooms, now_ms)
 }
 
+/// Queued and dropped receivers of one fan-out.
+#[derive(Default)]
+struct Tally {
+    queued: usize,
+    dropped: usize,
+}
+
+impl Tally {
+    fn add(&mut self, push: Push) {
+        match push {
+            Push::Queued => self.queued += 1,
+            Push::Dropped => self.dropped += 1,
+            Push::Closed => {}
+        }
+    }
+
+    fn of(push: Option<Push>) -> Self {
+        let mut t = Self::default();
+        if let Some(p) = push {
+            t.add(p);
+        }
+        t
+    }
+}
+
 /// Queues `msg` for one client: the shared frame for plaintext receivers, the message itself
 /// for encrypted ones (their writer seals it).
-fn deliver(client: &Client, msg: &Arc<Outgoing>) -> bool {
+fn deliver(client: &Client, msg: &Arc<Outgoing>) -> Push {
     let item = if client.is_encrypted() {
         Queued::Seal(msg.clone())
     } else {
         Queued::Frame(msg.frame.clone())
     };
-    client.outbox.push(item) == Push::Queued
+    client.outbox.push(item)
 }
 
 fn fan_out<'a>(
     clients: impl Iterator<Item = &'a Arc<Client>>,
     msg: &Arc<Outgoing>,
     exclude: &[&str],
-) -> usize {
+) -> Tally {
     let clients = clients.filter(|c| c.is_authenticated());
-    let mut n = 0;
+    let mut tally = Tally::default();
     if exclude.is_empty() {
         for c in clients {
-            n += usize::from(deliver(c, msg));
+            tally.add(deliver(c, msg));
         }
     } else if exclude.len() <= 8 {
         for c in clients.filter(|c| !exclude.contains(&&*c.id)) {
-            n += usize::from(deliver(c, msg));
+            tally.add(deliver(c, msg));
         }
     } else {
         let skip: HashSet<&str> = exclude.iter().copied().collect();
         for c in clients.filter(|c| !skip.contains(&*c.id)) {
-            n += usize::from(deliver(c, msg));
+            tally.add(deliver(c, msg));
         }
     }
-    n
+    tally
 }

@@ -4,6 +4,7 @@
 mod builder;
 pub(crate) mod encryption;
 pub(crate) mod hooks;
+pub(crate) mod metrics;
 mod options;
 
 use std::{
@@ -31,6 +32,7 @@ pub use encryption::{
     Transformed,
 };
 pub use hooks::{AuthRequest, ClientEvent, HookError, HookResult, MessageEvent, RoomRequest};
+pub use metrics::{ConnectionCounts, Metrics};
 pub use options::{ServerOptions, TransportOptions};
 
 use crate::{
@@ -410,7 +412,10 @@ impl Server {
             exclude: (!exclude.is_empty())
                 .then(|| exclude.iter().map(|s| (*s).to_owned()).collect()),
         };
-        self.shared.broker.publish(Arc::new(envelope)).await?;
+        if let Err(e) = self.shared.broker.publish(Arc::new(envelope)).await {
+            metrics::Counters::add(&self.shared.hub.counters.publish_failures, 1);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -495,6 +500,16 @@ impl Server {
             users,
             rooms,
         }
+    }
+
+    /// A snapshot of this instance's counters and connection states.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics::from_counters(&self.shared.hub.counters);
+        let (connections, encrypted, backpressured) = self.shared.hub.census();
+        m.connections = connections;
+        m.encrypted_clients = encrypted;
+        m.backpressured_clients = backpressured;
+        m
     }
 
     // ---- lifecycle ----

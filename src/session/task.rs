@@ -30,6 +30,7 @@ use crate::{
         Shared,
         encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
         hooks::{AuthRequest, ClientEvent, MessageEvent, RoomRequest, call},
+        metrics::Counters,
     },
 };
 
@@ -64,6 +65,7 @@ impl Drop for SessionGuard {
 /// Serves one upgraded WebSocket until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
     shared.sessions.fetch_add(1, Ordering::AcqRel);
+    Counters::add(&shared.hub.counters.connections_opened, 1);
     let _guard = SessionGuard(shared.clone());
     let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
     let transport = &shared.options.transport;
@@ -83,7 +85,14 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
     let ping_every = (transport.send_pings && !transport.idle_timeout.is_zero())
         .then(|| transport.idle_timeout / 2);
     let transformer = shared.encryption.transformer.clone();
-    let writer = tokio::spawn(write_loop(sink, client.clone(), ping_every, transformer));
+    let counters = shared.hub.counters.clone();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        client.clone(),
+        ping_every,
+        transformer,
+        counters,
+    ));
     let mut conn = Connection {
         session: Session::new(
             Instant::now(),
@@ -152,6 +161,7 @@ impl Connection {
                     };
                     idle_deadline = Instant::now() + idle_timeout;
                     let Some(bytes) = bytes else { continue };
+                    Counters::add(&self.shared.hub.counters.frames_in, 1);
                     self.client.touch(self.shared.hub.clock.now_ms());
                     let parsed = InboundFrame::parse(&bytes, &self.shared.options.limits);
                     let action = self.session.on_frame(parsed, Instant::now());
@@ -279,6 +289,12 @@ impl Connection {
     }
 
     fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> bool {
+        let counters = &self.shared.hub.counters;
+        match code {
+            CloseCode::AuthFailed => Counters::add(&counters.auth_failures, 1),
+            CloseCode::EncryptionRequired => Counters::add(&counters.handshake_failures, 1),
+            _ => {}
+        }
         self.session.on_auth(AuthResult::Refused(code));
         if let Some(message) = message {
             self.send_error(message);
@@ -470,6 +486,7 @@ async fn write_loop(
     client: Arc<Client>,
     ping_every: Option<Duration>,
     transformer: Option<Transformer>,
+    counters: Arc<Counters>,
 ) {
     let mut batch: Vec<Queued> = Vec::new();
     let mut ping = ping_every.map(|p| tokio::time::interval_at(Instant::now() + p, p));
@@ -489,6 +506,7 @@ async fn write_loop(
         match next {
             Next::Frames => {
                 let mut failed = false;
+                let mut written = 0;
                 for item in batch.drain(..) {
                     let text = match item {
                         Queued::Frame(frame) => frame,
@@ -503,7 +521,9 @@ async fn write_loop(
                         failed = true;
                         break;
                     }
+                    written += 1;
                 }
+                Counters::add(&counters.frames_out, written);
                 if failed || sink.flush().await.is_err() {
                     break;
                 }
