@@ -11,6 +11,8 @@ pub enum CloseCode {
     PolicyViolation,
     /// 1009: a frame exceeded the maximum payload length.
     MessageTooBig,
+    /// 1013: the server is at a capacity limit (too many authentications in progress).
+    TryAgainLater,
     /// 4001: no `authenticate` within `auth_timeout`, or authentication took longer than three times it.
     AuthTimeout,
     /// 4002: no frame within `heartbeat_timeout`.
@@ -29,6 +31,7 @@ impl CloseCode {
             Self::GoingAway => 1001,
             Self::PolicyViolation => 1008,
             Self::MessageTooBig => 1009,
+            Self::TryAgainLater => 1013,
             Self::AuthTimeout => 4001,
             Self::HeartbeatTimeout => 4002,
             Self::AuthFailed => 4003,
@@ -43,6 +46,7 @@ impl CloseCode {
             Self::GoingAway => "Server shutting down",
             Self::PolicyViolation => "Policy violation",
             Self::MessageTooBig => "Message too big",
+            Self::TryAgainLater => "Try again later",
             Self::AuthTimeout => "Authentication timeout",
             Self::HeartbeatTimeout => "Heartbeat timeout",
             Self::AuthFailed => "Authentication failed",

@@ -254,6 +254,17 @@ mod tests {
             .unwrap_err(),
             EnvelopeError::MissingTarget
         );
+        // Exactly at the size limit parses; one byte more does not.
+        let head = r#"{"serverId":"x","type":"broadcast","event":"e","data":""#;
+        let pad = l.max_envelope_bytes - head.len() - 2;
+        let at = format!("{head}{}\"}}", "a".repeat(pad));
+        assert_eq!(at.len(), l.max_envelope_bytes);
+        assert!(Envelope::parse(at.as_bytes(), &l).is_ok());
+        let past = format!("{head}{}\"}}", "a".repeat(pad + 1));
+        assert_eq!(
+            Envelope::parse(past.as_bytes(), &l).unwrap_err(),
+            EnvelopeError::TooLarge
+        );
         let big = vec![b' '; l.max_envelope_bytes + 1];
         assert_eq!(
             Envelope::parse(&big, &l).unwrap_err(),

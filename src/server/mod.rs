@@ -18,7 +18,7 @@ use std::{
 use axum::{
     Router,
     extract::{State, WebSocketUpgrade},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// Live session tasks, so shutdown can wait for their close frames to go out.
     pub(crate) sessions: AtomicUsize,
     pub(crate) sessions_done: Notify,
+    /// Permits for authentications in progress (`Limits::max_pending_auth`).
+    pub(crate) pending_auth: Arc<tokio::sync::Semaphore>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -180,6 +182,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
             sessions_done: Notify::new(),
+            pending_auth: Arc::new(tokio::sync::Semaphore::new(options.limits.max_pending_auth)),
             tasks: Mutex::new(Vec::new()),
             options,
         });
@@ -251,10 +254,23 @@ impl Server {
     }
 
     /// Upgrades one request: use it from your own handler when you need the request (headers,
-    /// query) before accepting. Assigns a fresh UUID client id.
-    pub fn upgrade(&self, ws: WebSocketUpgrade) -> Response {
+    /// query) before accepting. `headers` are the request's (checked against
+    /// `Limits::allowed_origins`). Assigns a fresh UUID client id.
+    pub fn upgrade(&self, ws: WebSocketUpgrade, headers: &HeaderMap) -> Response {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        }
+        if let Some(allowed) = &self.shared.options.limits.allowed_origins {
+            // SECURITY: browsers always send Origin on WebSocket upgrades; refusing unknown
+            // ones stops other sites from opening sockets with a visitor's cookies.
+            if let Some(origin) = headers.get(header::ORIGIN) {
+                let known = origin
+                    .to_str()
+                    .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
+                if !known {
+                    return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+                }
+            }
         }
         let t = &self.shared.options.transport;
         let shared = self.shared.clone();
@@ -566,6 +582,10 @@ pub struct IndexStats {
     pub rooms: usize,
 }
 
-async fn ws_handler(State(server): State<Server>, ws: WebSocketUpgrade) -> Response {
-    server.upgrade(ws)
+async fn ws_handler(
+    State(server): State<Server>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    server.upgrade(ws, &headers)
 }

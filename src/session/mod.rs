@@ -3,6 +3,7 @@
 //! the crate where bytes meet a socket).
 
 mod outbox;
+mod rate;
 pub(crate) mod state;
 mod task;
 

@@ -11,7 +11,8 @@ use std::{collections::VecDeque, time::Duration};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::protocol::{CloseCode, ErrorMessage, FrameError, InboundFrame, SystemEvent};
+use super::rate::TokenBucket;
+use crate::protocol::{CloseCode, ErrorMessage, FrameError, InboundFrame, Limits, SystemEvent};
 
 /// The spec's client states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +69,18 @@ pub(crate) enum Action {
     Dispatch(InboundFrame),
 }
 
+/// Whether a frame may be handled, per the client's frame budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within budget.
+    Accept,
+    /// Over budget: drop the frame; `notify` says whether to send `Rate limit exceeded` (once per
+    /// streak of refusals).
+    Refuse { notify: bool },
+    /// Refused for as long again as the burst: close with 1008.
+    Close,
+}
+
 /// How authentication ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthResult {
@@ -86,17 +99,42 @@ pub(crate) struct Session {
     /// Frames received while authentication runs, replayed in order once it succeeds.
     pending: VecDeque<Result<Option<InboundFrame>, FrameError>>,
     max_pending: usize,
+    frames: TokenBucket,
+    /// Frames refused in a row; reaching the burst size closes the connection.
+    refused: u32,
+    frame_burst: u32,
+    joins: TokenBucket,
 }
 
 impl Session {
     /// A fresh connection at `now`: unauthorized, with the initial auth deadline.
-    pub(crate) fn new(now: Instant, auth_timeout: Duration, max_pending: usize) -> Self {
+    pub(crate) fn new(now: Instant, auth_timeout: Duration, limits: &Limits) -> Self {
         Self {
             state: ClientState::Unauthorized,
             auth_timeout,
             auth_deadline: Some(now + auth_timeout),
             pending: VecDeque::new(),
-            max_pending,
+            max_pending: limits.max_frames_during_auth,
+            frames: TokenBucket::new(limits.frames_per_second, limits.frame_burst, now),
+            refused: 0,
+            frame_burst: limits.frame_burst.max(1),
+            joins: TokenBucket::new(limits.joins_per_second, limits.join_burst, now),
+        }
+    }
+
+    /// Charges one inbound frame against the client's budget (before it is parsed).
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
+        if self.frames.try_take(now) {
+            self.refused = 0;
+            return Admit::Accept;
+        }
+        self.refused += 1;
+        if self.refused >= self.frame_burst {
+            Admit::Close
+        } else {
+            Admit::Refuse {
+                notify: self.refused == 1,
+            }
         }
     }
 
@@ -147,6 +185,9 @@ impl Session {
             ClientState::Authenticated => match system {
                 Some(SystemEvent::Authenticate) => {
                     Action::Error(ErrorMessage::AlreadyAuthenticated)
+                }
+                Some(SystemEvent::Join) if !self.joins.try_take(now) => {
+                    Action::Error(ErrorMessage::RateLimited)
                 }
                 Some(SystemEvent::Join) => Action::Join(frame.data),
                 Some(SystemEvent::Leave) => Action::Leave(frame.data),
@@ -206,16 +247,73 @@ fn null_payload() -> Box<RawValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Limits;
 
     const T: Duration = Duration::from_secs(5);
+
+    fn limits(max_pending: usize) -> Limits {
+        Limits {
+            max_frames_during_auth: max_pending,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn frame_budget_refuses_then_closes() {
+        let now = Instant::now();
+        let l = Limits {
+            frames_per_second: 10,
+            frame_burst: 3,
+            ..Limits::default()
+        };
+        let mut s = Session::new(now, T, &l);
+        assert!(
+            (0..3).all(|_| s.admit(now) == Admit::Accept),
+            "the burst is admitted"
+        );
+        assert_eq!(s.admit(now), Admit::Refuse { notify: true });
+        assert_eq!(s.admit(now), Admit::Refuse { notify: false });
+        assert_eq!(s.admit(now), Admit::Close);
+        // A client that slows down recovers.
+        let mut s = Session::new(now, T, &l);
+        (0..3).for_each(|_| assert_eq!(s.admit(now), Admit::Accept));
+        assert_eq!(s.admit(now), Admit::Refuse { notify: true });
+        assert_eq!(s.admit(now + Duration::from_millis(100)), Admit::Accept);
+        assert_eq!(
+            s.admit(now + Duration::from_millis(100)),
+            Admit::Refuse { notify: true }
+        );
+    }
+
+    #[test]
+    fn join_budget() {
+        let now = Instant::now();
+        let l = Limits {
+            joins_per_second: 1,
+            join_burst: 2,
+            ..Limits::default()
+        };
+        let mut s = Session::new(now, T, &l);
+        s.on_frame(frame(r#"{"event":"authenticate"}"#), now);
+        s.on_auth(AuthResult::Accepted);
+        let join = || frame(r#"{"event":"join","data":{"rooms":["a"]}}"#);
+        assert!(matches!(s.on_frame(join(), now), Action::Join(_)));
+        assert!(matches!(s.on_frame(join(), now), Action::Join(_)));
+        assert!(matches!(
+            s.on_frame(join(), now),
+            Action::Error(ErrorMessage::RateLimited)
+        ));
+        assert!(matches!(
+            s.on_frame(join(), now + Duration::from_secs(1)),
+            Action::Join(_)
+        ));
+    }
 
     fn frame(s: &str) -> Result<Option<InboundFrame>, FrameError> {
         InboundFrame::parse(s.as_bytes(), &Limits::default())
     }
 
     fn authed(now: Instant) -> Session {
-        let mut s = Session::new(now, T, 4);
+        let mut s = Session::new(now, T, &limits(4));
         assert!(matches!(
             s.on_frame(
                 frame(r#"{"event":"authenticate","data":{"token":"t"}}"#),
@@ -230,7 +328,7 @@ mod tests {
     #[test]
     fn unauthorized_client_may_only_authenticate() {
         let now = Instant::now();
-        let mut s = Session::new(now, T, 4);
+        let mut s = Session::new(now, T, &limits(4));
         assert!(matches!(
             s.on_frame(frame(r#"{"event":"join","data":{"rooms":["a"]}}"#), now),
             Action::Error(ErrorMessage::NotAuthenticated)
@@ -261,12 +359,12 @@ mod tests {
     #[test]
     fn auth_timeouts_initial_then_three_times() {
         let now = Instant::now();
-        let mut s = Session::new(now, T, 4);
+        let mut s = Session::new(now, T, &limits(4));
         assert_eq!(s.on_tick(now + T - Duration::from_millis(1)), None);
         assert_eq!(s.on_tick(now + T), Some(CloseCode::AuthTimeout));
         assert_eq!(s.state(), ClientState::Disconnected);
 
-        let mut s = Session::new(now, T, 4);
+        let mut s = Session::new(now, T, &limits(4));
         let later = now + Duration::from_secs(4);
         s.on_frame(frame(r#"{"event":"authenticate"}"#), later);
         assert_eq!(s.auth_deadline(), Some(later + T * 3));
@@ -277,7 +375,7 @@ mod tests {
     #[test]
     fn frames_during_auth_are_replayed_in_order() {
         let now = Instant::now();
-        let mut s = Session::new(now, T, 2);
+        let mut s = Session::new(now, T, &limits(2));
         s.on_frame(frame(r#"{"event":"authenticate"}"#), now);
         assert!(matches!(
             s.on_frame(frame(r#"{"event":"join","data":{"rooms":["a"]}}"#), now),
@@ -301,7 +399,7 @@ mod tests {
     #[test]
     fn refused_auth_drops_pending_frames() {
         let now = Instant::now();
-        let mut s = Session::new(now, T, 4);
+        let mut s = Session::new(now, T, &limits(4));
         s.on_frame(frame(r#"{"event":"authenticate"}"#), now);
         s.on_frame(frame(r#"{"event":"chat"}"#), now);
         assert!(

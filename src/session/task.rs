@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::{
     Outbox, Queued,
     outbox::Next,
-    state::{Action, AuthResult, ClientState, Session},
+    state::{Action, Admit, AuthResult, ClientState, Session},
 };
 use crate::{
     hub::{Client, Hub, Identity, Outgoing, Sealer},
@@ -89,15 +89,18 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
     let writer = tokio::spawn(write_loop(
         sink,
         client.clone(),
-        ping_every,
-        transformer,
-        counters,
+        WriterConfig {
+            ping_every,
+            write_timeout: shared.options.limits.write_timeout,
+            transformer,
+            counters,
+        },
     ));
     let mut conn = Connection {
         session: Session::new(
             Instant::now(),
             shared.options.auth_timeout,
-            shared.options.limits.max_frames_during_auth,
+            &shared.options.limits,
         ),
         shared: shared.clone(),
         client: client.clone(),
@@ -162,6 +165,21 @@ impl Connection {
                     idle_deadline = Instant::now() + idle_timeout;
                     let Some(bytes) = bytes else { continue };
                     Counters::add(&self.shared.hub.counters.frames_in, 1);
+                    match self.session.admit(Instant::now()) {
+                        Admit::Accept => {}
+                        Admit::Refuse { notify } => {
+                            Counters::add(&self.shared.hub.counters.rate_limited, 1);
+                            if notify {
+                                self.send_error(ErrorMessage::RateLimited);
+                            }
+                            continue;
+                        }
+                        Admit::Close => {
+                            Counters::add(&self.shared.hub.counters.rate_limited, 1);
+                            self.client.outbox.close(CloseCode::PolicyViolation);
+                            return self.wait_writer(writer).await;
+                        }
+                    }
                     self.client.touch(self.shared.hub.clock.now_ms());
                     let parsed = InboundFrame::parse(&bytes, &self.shared.options.limits);
                     let action = self.session.on_frame(parsed, Instant::now());
@@ -205,12 +223,23 @@ impl Connection {
             Action::Nothing => {}
             Action::Error(message) => self.send_error(message),
             Action::Authenticate(data) => {
+                // SECURITY: bound the authentications (and handshakes) running at once, so a
+                // flood of connections cannot pile up work in the hooks.
+                let Ok(permit) = self.shared.pending_auth.clone().try_acquire_owned() else {
+                    tracing::warn!(client = %self.client.id, "too many pending authentications");
+                    self.session
+                        .on_auth(AuthResult::Refused(CloseCode::TryAgainLater));
+                    self.client.outbox.close(CloseCode::TryAgainLater);
+                    return None;
+                };
                 self.client.set_state(ClientState::Authenticating);
-                return Some(Box::pin(authenticate(
-                    self.shared.clone(),
-                    self.client.id.to_string(),
-                    data,
-                )));
+                let shared = self.shared.clone();
+                let id = self.client.id.to_string();
+                return Some(Box::pin(async move {
+                    let outcome = authenticate(shared, id, data).await;
+                    drop(permit);
+                    outcome
+                }));
             }
             Action::Join(data) => self.join(data).await,
             Action::Leave(data) => self.leave(data),
@@ -480,22 +509,36 @@ fn is_capacity_error(e: &axum::Error) -> bool {
         || text.contains("Message too big")
 }
 
-/// Drains the outbox: every queued frame of a batch is fed, then flushed once.
+/// What the writer needs besides the socket and the client.
+struct WriterConfig {
+    ping_every: Option<Duration>,
+    // SECURITY: a peer that stops reading cannot hold a writer (and its queue) forever.
+    write_timeout: Duration,
+    transformer: Option<Transformer>,
+    counters: Arc<Counters>,
+}
+
+/// Drains the outbox: every queued frame of a batch is fed, then flushed once. Any write that
+/// blocks longer than the write timeout drops the connection.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     client: Arc<Client>,
-    ping_every: Option<Duration>,
-    transformer: Option<Transformer>,
-    counters: Arc<Counters>,
+    cfg: WriterConfig,
 ) {
     let mut batch: Vec<Queued> = Vec::new();
-    let mut ping = ping_every.map(|p| tokio::time::interval_at(Instant::now() + p, p));
+    let mut ping = cfg
+        .ping_every
+        .map(|p| tokio::time::interval_at(Instant::now() + p, p));
+    let limit = cfg.write_timeout;
+    let ok =
+        |r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| matches!(r, Ok(Ok(())));
     loop {
         let next = match ping.as_mut() {
             Some(ping) => tokio::select! {
                 next = client.outbox.next_batch(&mut batch) => next,
                 _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    let sent = tokio::time::timeout(limit, sink.send(Message::Ping(Default::default()))).await;
+                    if !ok(sent) {
                         break;
                     }
                     continue;
@@ -511,20 +554,21 @@ async fn write_loop(
                     let text = match item {
                         Queued::Frame(frame) => frame,
                         Queued::Seal(msg) => {
-                            match seal(&client, &msg, transformer.as_ref()).await {
+                            match seal(&client, &msg, cfg.transformer.as_ref()).await {
                                 Some(text) => text,
                                 None => continue,
                             }
                         }
                     };
-                    if sink.feed(Message::Text(text)).await.is_err() {
+                    if !ok(tokio::time::timeout(limit, sink.feed(Message::Text(text))).await) {
                         failed = true;
                         break;
                     }
                     written += 1;
                 }
-                Counters::add(&counters.frames_out, written);
-                if failed || sink.flush().await.is_err() {
+                Counters::add(&cfg.counters.frames_out, written);
+                if failed || !ok(tokio::time::timeout(limit, sink.flush()).await) {
+                    tracing::debug!(client = %client.id, "write failed or timed out");
                     break;
                 }
                 client.outbox.drained();
@@ -534,10 +578,12 @@ async fn write_loop(
                     code: code.code(),
                     reason: Utf8Bytes::from_static(code.reason()),
                 };
-                if sink.send(Message::Close(Some(frame))).await.is_err() {
+                let sent =
+                    tokio::time::timeout(limit, sink.send(Message::Close(Some(frame)))).await;
+                if matches!(sent, Ok(Err(_))) {
                     // The peer closed first: the WebSocket layer queued the echo of its close
                     // frame and refuses a new one; flushing sends the echo.
-                    let _ = sink.flush().await;
+                    let _ = tokio::time::timeout(limit, sink.flush()).await;
                 }
                 break;
             }
