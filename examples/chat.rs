@@ -1,5 +1,6 @@
-//! A runnable chat server: the demo page at `/`, WebSocket at `/ws`, token auth, built-in v1
-//! encryption for clients that offer a key.
+//! A runnable chat server: the demo page at `/`, WebSocket at `/ws`, token auth, built-in
+//! encryption v2 (the JS client's default; server hellos signed with a fresh key whose public
+//! half is printed at start, for clients to pin) and v1 for clients that offer a v1 key.
 //!
 //! ```text
 //! cargo run --example chat -- --addr 127.0.0.1:8080
@@ -12,7 +13,11 @@
 
 use std::{net::SocketAddr, time::SystemTime};
 
-use sealcast::{Identity, Server, crypto::KeyPair};
+use sealcast::{
+    Identity, Server,
+    crypto::{KeyPair, v2::ServerSigningKey},
+    server::V2Config,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,10 +53,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    let signing_key = ServerSigningKey::generate();
+    let signing_public = signing_key.public_key_b64();
     let server = Server::builder()
         .identifier("chat")
         .require_encryption(require_encryption)
         .encryption_v1(KeyPair::generate())
+        .encryption_v2(V2Config::new().signing_key(signing_key))
         .authenticate(
             |req| async move { Ok(req.token().filter(|t| valid_name(t)).map(Identity::user)) },
         )
@@ -90,6 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
     #[allow(clippy::print_stdout)]
     {
+        println!("v2 server signing key (pin it as serverSigningKey): {signing_public}");
         println!("listening on http://{local}");
     }
     let handle = server.clone();

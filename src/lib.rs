@@ -19,6 +19,7 @@
 //! | [`emitter`] | publishing to clients from processes without a server |
 //! | [`server`] | the builder, options, hooks, encryption seams, the [`Server`] handle, axum glue |
 //! | [`demo`] | the embedded demo page and JavaScript client |
+//! | [`gateway`] | `sealcast serve`: config, JWT, room policy, HTTP API, metrics, webhook |
 //!
 //! Dependencies point downward: `server` → `session` → `hub` → `protocol`/`crypto`;
 //! `broker` and `emitter` use `protocol` only.
@@ -86,6 +87,7 @@ pub mod broker;
 pub mod crypto;
 pub mod demo;
 pub mod emitter;
+pub mod gateway;
 pub mod hub;
 pub mod protocol;
 pub mod server;

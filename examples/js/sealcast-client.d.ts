@@ -40,6 +40,70 @@ export declare function openV1(key: CryptoKey, ivB64: string, ctB64: string, aad
 /** Rejects with DecryptError on any failure. */
 export declare function openV1Bytes(key: CryptoKey, ivB64: string, ctB64: string, aad?: Bytes | null): Promise<Uint8Array>;
 
+// --- v2 crypto ------------------------------------------------------------------------------
+/** The version token of encryption v2. */
+export declare const V2_VERSION: 'sealcast-v2';
+/** Records per direction under one key before both sides rekey (2^20). */
+export declare const V2_REKEY_INTERVAL: number;
+/** Records per direction after which a v2 channel refuses to continue (2^32). */
+export declare const V2_MAX_RECORDS: number;
+
+/** The v2 transcript hash `th` (SHA-256; layout in SECURITY.md). */
+export declare function v2TranscriptHash(t: {
+  offered: string[];
+  chosen: string;
+  clientPub: Uint8Array;
+  clientNonce: Uint8Array;
+  serverPub: Uint8Array;
+  serverNonce: Uint8Array;
+  signed: boolean;
+}): Promise<Uint8Array>;
+
+/** A v2 record on the wire: `{"event":"encrypted","data":{"ct":"<b64 ciphertext ‖ tag>"}}` (no IV: it is implicit). */
+export interface V2Record {
+  event: 'encrypted';
+  data: { ct: string };
+}
+
+/**
+ * An established v2 channel. The client role (default) seals client→server and opens
+ * server→client; `role: 'server'` the other way round (tests and tools).
+ */
+export declare class V2Codec {
+  constructor(c2s: Uint8Array, s2c: Uint8Array, opts?: { role?: 'client' | 'server'; c2sSeq?: number; s2cSeq?: number });
+  readonly encrypted: true;
+  readonly profile: 'v2';
+  /** True once a record failed or a limit was hit: the connection must close. */
+  readonly failed: boolean;
+  /** The next record numbers this side seals (`out`) and opens (`in`). */
+  readonly seq: { out: number; in: number };
+  /** Seal a message; the sequence number is taken synchronously, at call time. */
+  encode(message: { event: string; data?: unknown }): Promise<string>;
+  /** Open the peer's next record. Rejects with DecryptError or ProtocolError; either is fatal. */
+  decode(frame: unknown): Promise<{ event: string; data: unknown; id?: string; encrypted: true }>;
+}
+
+/** Import a pinned server signing key (base64 raw 65-byte P-256 point) for ECDSA verification. */
+export declare function importServerSigningKey(publicKeyB64: string): Promise<CryptoKey>;
+
+/** The client's side of a v2 handshake (fixed key/nonce/offer for test vectors only). */
+export declare function startV2Handshake(opts?: {
+  keyPair?: { privateKey: CryptoKey; publicKeyB64: string };
+  nonce?: Uint8Array;
+  offered?: string[];
+}): Promise<{
+  /** The first frame to send. */
+  hello: string;
+  /** Verify the server hello's `data`; resolves with the channel and the first record (this side's `fin`). */
+  finish(data: unknown, opts?: { serverSigningKey?: string }): Promise<{ codec: V2Codec; finRecord: string }>;
+}>;
+
+/** The server's side of a v2 handshake, for tests and tools that play the server. */
+export declare function acceptV2Handshake(
+  data: unknown,
+  opts?: { signingKey?: CryptoKey; keyPair?: { privateKey: CryptoKey; publicKeyB64: string }; nonce?: Uint8Array },
+): Promise<{ hello: string; finish(firstRecord: unknown): Promise<V2Codec> }>;
+
 // --- errors ---------------------------------------------------------------------------------
 export declare class SealcastError extends Error {
   constructor(message: string, opts?: { code?: number; reason?: string; cause?: unknown; data?: unknown });
@@ -55,7 +119,7 @@ export declare class AuthTimeoutError extends SealcastError {}
 export declare class HeartbeatTimeoutError extends SealcastError {}
 /** 4003 — no automatic reconnect. */
 export declare class AuthenticationError extends SealcastError {}
-/** 4004 — no automatic reconnect. */
+/** 4004, or a v2 handshake that failed (server unauthenticated, downgraded, bad fin/signature) — no automatic reconnect. */
 export declare class EncryptionRequiredError extends SealcastError {}
 /** 1001 */
 export declare class ServerShutdownError extends SealcastError {}
@@ -63,7 +127,7 @@ export declare class ServerShutdownError extends SealcastError {}
 export declare class PolicyViolationError extends SealcastError {}
 /** 1009 */
 export declare class MessageTooBigError extends SealcastError {}
-/** An `encrypted` frame did not open; the message was dropped. */
+/** An `encrypted` frame did not open; the message was dropped. In v2 the connection is also closed (code 4004, no reconnect). */
 export declare class DecryptError extends SealcastError {}
 /** The server's `error` event; `message` is the server's exact string. */
 export declare class ServerError extends SealcastError {}
@@ -92,7 +156,7 @@ export declare const DEFAULT_RECONNECT: Readonly<ReconnectPolicy>;
 export declare function backoffDelay(attempt: number, policy?: Partial<ReconnectPolicy>, random?: () => number): number;
 
 // --- client ---------------------------------------------------------------------------------
-export type EncryptionProfile = 'v1' | 'none';
+export type EncryptionProfile = 'v2' | 'v1' | 'none';
 export type ClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** The server's `connected` data. */
@@ -110,8 +174,10 @@ export interface SealcastClientOptions {
   url: string;
   /** A token, a whole `authenticate` payload (merged over `{type: 'token'}`), or a function giving either (called per connect). */
   token: string | Record<string, unknown> | (() => string | Record<string, unknown> | Promise<string | Record<string, unknown>>);
-  /** Defaults to 'v1' when WebCrypto is available, else 'none'. */
+  /** Defaults to 'v2' when WebCrypto is available, else 'none'. v2 never falls back to v1. */
   encryption?: EncryptionProfile;
+  /** v2 only: pin the server's ECDSA P-256 signing key (base64 raw 65-byte point); the handshake then requires a valid signature. Defaults to none. */
+  serverSigningKey?: string;
   /** Fail (EncryptionRequiredError) if the server does not complete the handshake. Defaults to false. */
   requireEncryption?: boolean;
   /** ms between heartbeats, 0 disables. Defaults to 30000. */
@@ -156,6 +222,8 @@ export declare class SealcastClient {
   readonly state: ClientState;
   /** True once the server's records are being decrypted. */
   readonly encrypted: boolean;
+  /** The encryption in effect on this connection. */
+  readonly profile: EncryptionProfile;
   readonly connectedInfo: ConnectedInfo | null;
   /** Rooms requested with join(); re-joined after a reconnect. */
   readonly rooms: string[];

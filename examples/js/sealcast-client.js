@@ -10,9 +10,15 @@
  * client.send('chat', { room: 'chat-lobby', text: 'hi' });
  * ```
  *
- * Layout of this file: base64/UTF-8 utilities, the v1 crypto helpers, the typed errors, the
- * reconnect backoff, the protocol profiles (`none`, `v1`; `v2` slots in beside them), and the
- * client itself.
+ * Layout of this file: base64/UTF-8 utilities, the v1 crypto helpers, the v2 handshake and
+ * record layer, the typed errors, the reconnect backoff, the protocol profiles (`v2` by default,
+ * `v1` and `none` on request), and the client itself.
+ *
+ * Encryption v2 (`sealcast-v2`, see SECURITY.md): before `authenticate` the client sends a
+ * `handshake` with a fresh P-256 key and nonce; the server answers with its own fresh key, a
+ * nonce, an optional ECDSA signature over the transcript and its `fin`; from then on every frame
+ * in both directions is a sealed record with an implicit sequence number. Pin the server's
+ * signing key with the `serverSigningKey` option.
  *
  * @module sealcast-client
  */
@@ -40,6 +46,13 @@ export const CloseCode = Object.freeze({
 const LIFECYCLE_EVENTS = new Set(['open', 'close', 'reconnecting', 'error', 'raw', '*']);
 /** Events the client sends through dedicated methods, never through `send()`. */
 const SYSTEM_EVENTS = new Set(['authenticate', 'join', 'leave', 'heartbeat', 'encrypted', 'connected']);
+
+/** The version token of encryption v2. */
+export const V2_VERSION = 'sealcast-v2';
+/** Records per direction under one key before both sides rekey (2^20). */
+export const V2_REKEY_INTERVAL = 2 ** 20;
+/** Records per direction after which a v2 channel refuses to continue (2^32). */
+export const V2_MAX_RECORDS = 2 ** 32;
 
 const V1_IV_BYTES = 12;
 const V1_TAG_BYTES = 16;
@@ -258,6 +271,436 @@ export async function openV1(key, ivB64, ctB64, aad) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// v2 crypto: ephemeral P-256 ECDH both sides, transcript-bound HKDF-SHA256 key schedule,
+// AES-256-GCM records with implicit per-direction counters. Mirrors src/crypto/v2/ in Rust;
+// tests/vectors/sealcast-v2.json pins both to the same bytes.
+// ---------------------------------------------------------------------------------------------
+
+const V2_NONCE_BYTES = 32;
+const V2_HASH_BYTES = 32;
+const V2_SIG_BYTES = 64;
+const V2_IV_BYTES = 12;
+const V2_TAG_BYTES = 16;
+const V2_DIR_C2S = 0x01;
+const V2_DIR_S2C = 0x02;
+const V2_LABELS = Object.freeze({
+  transcript: encoder.encode('sealcast-v2 transcript'),
+  c2s: encoder.encode('sealcast-v2 c2s'),
+  s2c: encoder.encode('sealcast-v2 s2c'),
+  cFin: encoder.encode('sealcast-v2 c fin'),
+  sFin: encoder.encode('sealcast-v2 s fin'),
+  key: encoder.encode('sealcast-v2 key'),
+  iv: encoder.encode('sealcast-v2 iv'),
+  update: encoder.encode('sealcast-v2 traffic upd'),
+  signature: encoder.encode('sealcast-v2 server signature\0'),
+});
+const V2_TOKEN = /^[A-Za-z0-9._-]{1,32}$/;
+
+function concatBytes(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Canonical standard base64 of exactly `len` bytes, or a {@link SealcastError} naming `what`. */
+function b64Fixed(value, len, what) {
+  let bytes;
+  try {
+    bytes = b64ToBytes(value);
+  } catch {
+    bytes = null;
+  }
+  // SECURITY: one encoding per value (atob alone also takes unpadded or spaced input).
+  if (!bytes || bytes.length !== len || bytesToB64(bytes) !== value) {
+    throw new SealcastError(`${what} must be standard base64 of ${len} bytes`);
+  }
+  return bytes;
+}
+
+async function hmacSha256(keyBytes, data) {
+  const key = await subtle().importKey('raw', keyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await subtle().sign('HMAC', key, data));
+}
+
+/** HKDF-Expand(prk, info, len) for len <= 32 (one HMAC block): `HMAC(prk, info ‖ 0x01)[..len]`. */
+async function hkdfExpand(prk, info, len) {
+  const block = await hmacSha256(prk, concatBytes(info, Uint8Array.of(1)));
+  const out = block.slice(0, len);
+  block.fill(0);
+  return out;
+}
+
+/**
+ * The v2 transcript hash `th` (see SECURITY.md for the layout).
+ * @param {{offered: string[], chosen: string, clientPub: Uint8Array, clientNonce: Uint8Array,
+ *   serverPub: Uint8Array, serverNonce: Uint8Array, signed: boolean}} t
+ * @returns {Promise<Uint8Array>}
+ */
+export async function v2TranscriptHash(t) {
+  const lp = (str) => {
+    const b = encoder.encode(str);
+    return concatBytes(Uint8Array.of(b.length), b);
+  };
+  const bytes = concatBytes(
+    V2_LABELS.transcript,
+    Uint8Array.of(t.offered.length),
+    ...t.offered.map(lp),
+    lp(t.chosen),
+    t.clientPub,
+    t.clientNonce,
+    t.serverPub,
+    t.serverNonce,
+    Uint8Array.of(t.signed ? 1 : 0),
+  );
+  return new Uint8Array(await subtle().digest('SHA-256', bytes));
+}
+
+/** One epoch's AES key and IV base, derived from a traffic secret. */
+async function v2EpochKeys(secret, usage) {
+  const keyBytes = await hkdfExpand(secret, V2_LABELS.key, 32);
+  const key = await subtle().importKey('raw', keyBytes, { name: 'AES-GCM' }, false, [usage]);
+  keyBytes.fill(0);
+  return { key, iv: await hkdfExpand(secret, V2_LABELS.iv, V2_IV_BYTES), secret };
+}
+
+/**
+ * One direction of a v2 channel: the counter, the epoch keys (rekeyed every
+ * {@link V2_REKEY_INTERVAL} records) and the AAD. `seal`/`open` assign the sequence number
+ * synchronously, before any `await`, so concurrent calls can neither reuse nor reorder numbers.
+ */
+class V2Direction {
+  #dir;
+  #usage;
+  #seq = 0;
+  #epoch = 0;
+  #keys;
+  #failed = false;
+  /**
+   * @param {Uint8Array} secret the traffic secret of the epoch `seq` falls in (taken over and wiped)
+   * @param {number} dir V2_DIR_C2S or V2_DIR_S2C
+   * @param {'encrypt' | 'decrypt'} usage
+   * @param {number} [seq] the next record number (tests only)
+   */
+  constructor(secret, dir, usage, seq = 0) {
+    this.#dir = dir;
+    this.#usage = usage;
+    this.#seq = seq;
+    this.#epoch = Math.floor(seq / V2_REKEY_INTERVAL);
+    this.#keys = v2EpochKeys(secret, usage);
+    this.#keys.catch(() => {});
+  }
+  get nextSeq() {
+    return this.#seq;
+  }
+  get failed() {
+    return this.#failed;
+  }
+  /** Claims the next sequence number and its epoch's keys (synchronously). */
+  #claim() {
+    // SECURITY: hard limit; after any failure the direction is dead.
+    if (this.#failed || this.#seq >= V2_MAX_RECORDS) {
+      this.#failed = true;
+      throw new DecryptError('the v2 channel is closed (failure or record limit)');
+    }
+    const seq = this.#seq++;
+    const epoch = Math.floor(seq / V2_REKEY_INTERVAL);
+    if (epoch !== this.#epoch) {
+      // SECURITY: rekey; the previous secret is wiped once the next one is derived.
+      this.#epoch = epoch;
+      this.#keys = this.#keys.then(async (prev) => {
+        const next = await hkdfExpand(prev.secret, V2_LABELS.update, 32);
+        prev.secret.fill(0);
+        return v2EpochKeys(next, this.#usage);
+      });
+      this.#keys.catch(() => {});
+    }
+    return { seq, keys: this.#keys };
+  }
+  #params(iv, seq) {
+    const hi = Math.floor(seq / 2 ** 32);
+    const lo = seq >>> 0;
+    const nonce = iv.slice();
+    const view = new DataView(nonce.buffer);
+    view.setUint32(4, view.getUint32(4) ^ hi);
+    view.setUint32(8, view.getUint32(8) ^ lo);
+    const aad = new Uint8Array(V2_VERSION.length + 9);
+    aad.set(encoder.encode(V2_VERSION));
+    aad[V2_VERSION.length] = this.#dir;
+    const av = new DataView(aad.buffer);
+    av.setUint32(V2_VERSION.length + 1, hi);
+    av.setUint32(V2_VERSION.length + 5, lo);
+    return { name: 'AES-GCM', iv: nonce, additionalData: aad, tagLength: V2_TAG_BYTES * 8 };
+  }
+  /**
+   * Seal bytes as the next record; resolves with the record's wire text.
+   * @param {Uint8Array} plaintext
+   * @returns {Promise<string>}
+   */
+  seal(plaintext) {
+    let claim;
+    try {
+      claim = this.#claim();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { seq, keys } = claim;
+    return keys.then(async ({ key, iv }) => {
+      const ct = new Uint8Array(await subtle().encrypt(this.#params(iv, seq), key, plaintext));
+      return JSON.stringify({ event: 'encrypted', data: { ct: bytesToB64(ct) } });
+    });
+  }
+  /**
+   * Open the next record (a parsed frame). Rejects with {@link DecryptError} on any failure,
+   * after which every further record is refused.
+   * @param {unknown} frame
+   * @returns {Promise<Uint8Array>}
+   */
+  open(frame) {
+    let claim;
+    try {
+      claim = this.#claim();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { seq, keys } = claim;
+    return keys.then(async ({ key, iv }) => {
+      const ct = v2RecordCiphertext(frame);
+      if (!ct) throw new DecryptError('not a v2 record');
+      return new Uint8Array(await subtle().decrypt(this.#params(iv, seq), key, ct));
+    }).catch((cause) => {
+      this.#failed = true;
+      throw cause instanceof DecryptError ? cause : new DecryptError('v2 record failed authentication', { cause });
+    });
+  }
+}
+
+/** The ciphertext of `{"event":"encrypted","data":{"ct":"<b64>"}}` (nothing more), or null. */
+function v2RecordCiphertext(frame) {
+  if (!frame || typeof frame !== 'object' || frame.event !== 'encrypted') return null;
+  if (Object.keys(frame).length !== 2 || !frame.data || typeof frame.data !== 'object') return null;
+  if (Object.keys(frame.data).length !== 1 || typeof frame.data.ct !== 'string') return null;
+  let ct;
+  try {
+    ct = b64ToBytes(frame.data.ct);
+  } catch {
+    return null;
+  }
+  if (ct.length < V2_TAG_BYTES || bytesToB64(ct) !== frame.data.ct) return null;
+  return ct;
+}
+
+/**
+ * An established v2 channel. On the client (the default role) it seals client→server and opens
+ * server→client; with `role: 'server'` the other way round (for tests and tools that play the
+ * server). Every frame in both directions is a record; a plaintext or failing frame is fatal.
+ */
+export class V2Codec {
+  #out;
+  #in;
+  /**
+   * @param {Uint8Array} c2s client→server traffic secret (taken over and wiped on rekey)
+   * @param {Uint8Array} s2c server→client traffic secret
+   * @param {{role?: 'client' | 'server', c2sSeq?: number, s2cSeq?: number}} [opts] the role
+   *   (defaults to `'client'`) and, for tests only, the next record numbers with the secrets
+   *   being those of the epochs they fall in
+   */
+  constructor(c2s, s2c, opts = {}) {
+    const up = new V2Direction(c2s, V2_DIR_C2S, opts.role === 'server' ? 'decrypt' : 'encrypt', opts.c2sSeq ?? 0);
+    const down = new V2Direction(s2c, V2_DIR_S2C, opts.role === 'server' ? 'encrypt' : 'decrypt', opts.s2cSeq ?? 0);
+    [this.#out, this.#in] = opts.role === 'server' ? [down, up] : [up, down];
+  }
+  get encrypted() {
+    return true;
+  }
+  get profile() {
+    return 'v2';
+  }
+  /** True once a record failed (or a limit was hit): the connection must close. */
+  get failed() {
+    return this.#out.failed || this.#in.failed;
+  }
+  /** The next record numbers this side seals (`out`) and opens (`in`). */
+  get seq() {
+    return { out: this.#out.nextSeq, in: this.#in.nextSeq };
+  }
+  /**
+   * Seal a message (the sequence number is taken now, synchronously).
+   * @param {{event: string, data?: unknown}} message
+   * @returns {Promise<string>}
+   */
+  encode(message) {
+    return this.#out.seal(encoder.encode(JSON.stringify(message)));
+  }
+  /**
+   * Open the peer's next record into a message. Rejects with DecryptError (tampered, replayed,
+   * reordered, dropped, reflected) or ProtocolError (plaintext); either is fatal in v2.
+   */
+  async decode(frame) {
+    if (frame?.event !== 'encrypted') {
+      // SECURITY: after the handshake every server frame is sealed; claim the slot anyway so the
+      // channel is dead from here on.
+      await this.#in.open(null).catch(() => {});
+      throw new ProtocolError(`plaintext "${frame?.event}" frame on a v2 connection`, { data: frame });
+    }
+    const bytes = await this.#in.open(frame);
+    let inner;
+    try {
+      inner = JSON.parse(strictDecoder.decode(bytes));
+    } catch (cause) {
+      throw new DecryptError('decrypted record is not JSON text', { cause });
+    }
+    if (!inner || typeof inner.event !== 'string' || inner.event === 'encrypted') {
+      throw new DecryptError('decrypted record is not a message');
+    }
+    return { event: inner.event, data: inner.data, id: inner.id, encrypted: true };
+  }
+}
+
+/**
+ * Import a pinned server signing key (base64 raw 65-byte uncompressed P-256 point) for ECDSA
+ * verification.
+ * @param {string} publicKeyB64
+ * @returns {Promise<CryptoKey>}
+ */
+export async function importServerSigningKey(publicKeyB64) {
+  return subtle().importKey('raw', rawPublicKey(publicKeyB64), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+}
+
+/**
+ * Start a v2 handshake: a fresh ECDH key pair and nonce (or injected ones, for test vectors).
+ * `hello` is the first frame to send; `finish(serverHelloData, opts)` verifies the server's
+ * answer and resolves with the channel and the first record to send (this side's `fin`).
+ * @param {{keyPair?: {privateKey: CryptoKey, publicKeyB64: string}, nonce?: Uint8Array, offered?: string[]}} [opts]
+ * @returns {Promise<{hello: string, finish(data: unknown, opts?: {serverSigningKey?: string}): Promise<{codec: V2Codec, finRecord: string}>}>}
+ */
+export async function startV2Handshake(opts = {}) {
+  const offered = opts.offered ?? [V2_VERSION];
+  if (!Array.isArray(offered) || offered.length < 1 || offered.length > 8 || !offered.every((v) => V2_TOKEN.test(v))) {
+    throw new TypeError('offered must be 1 to 8 version tokens');
+  }
+  let privateKey, publicKeyB64;
+  if (opts.keyPair) {
+    ({ privateKey, publicKeyB64 } = opts.keyPair);
+  } else {
+    const pair = await generateKeyPair(); // fresh per connection, private key not extractable
+    privateKey = pair.privateKey;
+    publicKeyB64 = await exportPublicKeyB64(pair.publicKey);
+  }
+  const clientNonce = opts.nonce ?? globalThis.crypto.getRandomValues(new Uint8Array(V2_NONCE_BYTES));
+  if (clientNonce.length !== V2_NONCE_BYTES) throw new TypeError('nonce must be 32 bytes');
+  const clientPub = rawPublicKey(publicKeyB64);
+  const hello = JSON.stringify({ event: 'handshake', data: { v: offered, pub: publicKeyB64, nonce: bytesToB64(clientNonce) } });
+
+  async function finish(data, { serverSigningKey } = {}) {
+    if (!data || typeof data !== 'object' || Array.isArray(data)) throw new SealcastError('server hello is not an object');
+    // SECURITY: having offered v2, accept nothing else (no downgrade).
+    if (data.v !== V2_VERSION) throw new SealcastError(`server chose ${JSON.stringify(data.v)}, not ${V2_VERSION}`);
+    const serverPub = rawPublicKey(typeof data.pub === 'string' ? data.pub : '');
+    const serverNonce = b64Fixed(data.nonce, V2_NONCE_BYTES, 'server nonce');
+    const serverFin = b64Fixed(data.fin, V2_HASH_BYTES, 'server fin');
+    const signed = data.sig !== undefined && data.sig !== null;
+    const sig = signed ? b64Fixed(data.sig, V2_SIG_BYTES, 'server signature') : null;
+    let peer;
+    try {
+      peer = await importPublicKeyB64(data.pub); // WebCrypto refuses points off the curve
+    } catch (cause) {
+      throw new SealcastError('server key is not a valid P-256 point', { cause });
+    }
+    const th = await v2TranscriptHash({ offered, chosen: V2_VERSION, clientPub, clientNonce, serverPub, serverNonce, signed });
+    const shared = new Uint8Array(await subtle().deriveBits({ name: 'ECDH', public: peer }, privateKey, 256));
+    const prk = await hmacSha256(concatBytes(clientNonce, serverNonce), shared); // HKDF-Extract
+    shared.fill(0);
+    const expand = (label, len) => hkdfExpand(prk, concatBytes(label, th), len);
+    const sFinKey = await expand(V2_LABELS.sFin, 32);
+    const sFin = await subtle().importKey('raw', sFinKey, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+    sFinKey.fill(0);
+    // SECURITY: WebCrypto's HMAC verify compares in constant time.
+    if (!(await subtle().verify('HMAC', sFin, serverFin, th))) {
+      prk.fill(0);
+      throw new SealcastError('server fin does not match the transcript');
+    }
+    if (serverSigningKey !== undefined) {
+      // SECURITY: a pinning client requires the signature; stripping it fails here.
+      if (!sig) throw new SealcastError('server hello is not signed, but a signing key is pinned');
+      const pinned = await importServerSigningKey(serverSigningKey);
+      const ok = await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, pinned, sig, concatBytes(V2_LABELS.signature, th));
+      if (!ok) throw new SealcastError('server signature does not verify with the pinned key');
+    }
+    const cFinKey = await expand(V2_LABELS.cFin, 32);
+    const clientFin = await hmacSha256(cFinKey, th);
+    cFinKey.fill(0);
+    const codec = new V2Codec(await expand(V2_LABELS.c2s, 32), await expand(V2_LABELS.s2c, 32));
+    prk.fill(0);
+    const finRecord = await codec.encode({ event: 'handshake', data: { fin: bytesToB64(clientFin) } });
+    return { codec, finRecord };
+  }
+  return { hello, finish };
+}
+
+/**
+ * The server's side of a v2 handshake, for tests and tools that play the server (the Rust
+ * server is the real one). Answers a client hello's `data`; `finish(firstRecord)` opens the
+ * client's first record, checks its `fin` and resolves with the server's {@link V2Codec}.
+ * @param {unknown} data the client hello's `data`
+ * @param {{signingKey?: CryptoKey, keyPair?: {privateKey: CryptoKey, publicKeyB64: string}, nonce?: Uint8Array}} [opts]
+ *   `signingKey`: an ECDSA P-256 private key to sign with; `keyPair`/`nonce`: fixed values (vectors only)
+ * @returns {Promise<{hello: string, finish(firstRecord: unknown): Promise<V2Codec>}>}
+ */
+export async function acceptV2Handshake(data, opts = {}) {
+  const offered = data?.v;
+  if (!Array.isArray(offered) || offered.length < 1 || offered.length > 8 || !offered.every((v) => typeof v === 'string' && V2_TOKEN.test(v))) {
+    throw new SealcastError('client hello: bad version list');
+  }
+  if (!offered.includes(V2_VERSION)) throw new SealcastError(`client hello does not offer ${V2_VERSION}`);
+  const clientPub = rawPublicKey(typeof data.pub === 'string' ? data.pub : '');
+  const clientNonce = b64Fixed(data.nonce, V2_NONCE_BYTES, 'client nonce');
+  const peer = await importPublicKeyB64(data.pub);
+  let privateKey, publicKeyB64;
+  if (opts.keyPair) {
+    ({ privateKey, publicKeyB64 } = opts.keyPair);
+  } else {
+    const pair = await generateKeyPair();
+    privateKey = pair.privateKey;
+    publicKeyB64 = await exportPublicKeyB64(pair.publicKey);
+  }
+  const serverNonce = opts.nonce ?? globalThis.crypto.getRandomValues(new Uint8Array(V2_NONCE_BYTES));
+  const signed = Boolean(opts.signingKey);
+  const th = await v2TranscriptHash({
+    offered, chosen: V2_VERSION, clientPub, clientNonce, serverPub: rawPublicKey(publicKeyB64), serverNonce, signed,
+  });
+  const shared = new Uint8Array(await subtle().deriveBits({ name: 'ECDH', public: peer }, privateKey, 256));
+  const prk = await hmacSha256(concatBytes(clientNonce, serverNonce), shared);
+  shared.fill(0);
+  const expand = (label, len) => hkdfExpand(prk, concatBytes(label, th), len);
+  const fin = await hmacSha256(await expand(V2_LABELS.sFin, 32), th);
+  const cFinKey = await expand(V2_LABELS.cFin, 32);
+  const codec = new V2Codec(await expand(V2_LABELS.c2s, 32), await expand(V2_LABELS.s2c, 32), { role: 'server' });
+  prk.fill(0);
+  const reply = { v: V2_VERSION, pub: publicKeyB64, nonce: bytesToB64(serverNonce) };
+  if (signed) {
+    const sig = await subtle().sign({ name: 'ECDSA', hash: 'SHA-256' }, opts.signingKey, concatBytes(V2_LABELS.signature, th));
+    reply.sig = bytesToB64(new Uint8Array(sig));
+  }
+  reply.fin = bytesToB64(fin);
+  return {
+    hello: JSON.stringify({ event: 'handshake', data: reply }),
+    async finish(firstRecord) {
+      const msg = await codec.decode(firstRecord);
+      if (msg.event !== 'handshake') throw new SealcastError('the first record is not the client fin');
+      const key = await subtle().importKey('raw', cFinKey, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+      cFinKey.fill(0);
+      const got = b64Fixed(msg.data?.fin, V2_HASH_BYTES, 'client fin');
+      if (!(await subtle().verify('HMAC', key, got, th))) throw new SealcastError('client fin does not match');
+      return codec;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
 
@@ -353,19 +796,24 @@ export function backoffDelay(attempt, policy = {}, random = Math.random) {
 // ---------------------------------------------------------------------------------------------
 // Protocol profiles
 //
-// A profile owns the encryption handshake and the record layer:
-//   begin()                      -> { auth: extra fields for the `authenticate` data,
-//                                     finish(connectedData) -> Promise<Codec> }
-//   Codec.encrypted              -> boolean
+// A profile owns the encryption handshake and the record layer. `begin(options)` resolves with
+// one of two shapes:
+//   v1 / none: { auth: extra fields for the `authenticate` data,
+//                finish(connectedData) -> Promise<Codec> }        (keys arrive in `connected`)
+//   v2:        { hello: the first frame to send (before `authenticate`),
+//                accept(serverHelloData) -> Promise<{codec, finRecord}> }
+//   Codec.encrypted / Codec.profile
 //   Codec.decode(frame)          -> Promise<{event, data, encrypted}>  (throws DecryptError/ProtocolError)
-//   Codec.encode(message)        -> string (what goes on the wire)
+//   Codec.encode(message)        -> string or Promise<string> (what goes on the wire, in call order)
 // v1 adds the client key to `authenticate` and reads the server key from `connected`; inbound
-// frames are sealed, outbound stay plaintext. A v2 profile (own pre-auth `handshake` event,
-// sealed outbound records) adds a `begin(io)` exchange and registers itself in PROFILES.
+// frames are sealed, outbound stay plaintext. v2 runs its own `handshake` exchange first, then
+// seals everything in both directions (`authenticate` and `connected` included); any record
+// failure closes the connection.
 // ---------------------------------------------------------------------------------------------
 
 const plaintextCodec = Object.freeze({
   encrypted: false,
+  profile: 'none',
   async decode(frame) {
     return { event: frame.event, data: frame.data, id: frame.id, encrypted: false };
   },
@@ -381,6 +829,9 @@ class V1Codec {
   }
   get encrypted() {
     return true;
+  }
+  get profile() {
+    return 'v1';
   }
   async decode(frame) {
     if (frame.event !== 'encrypted') {
@@ -407,7 +858,7 @@ class V1Codec {
   }
 }
 
-/** @type {Record<string, {name: string, begin(): Promise<{auth: object, finish(connected: object): Promise<object>}>}>} */
+/** @type {Record<string, {name: string, begin(options: object): Promise<object>}>} */
 const PROFILES = {
   none: {
     name: 'none',
@@ -425,6 +876,16 @@ const PROFILES = {
           if (!connected?.serverPublicKey || !connected?.salt) return plaintextCodec; // server declined
           return new V1Codec(await deriveV1Key(pair.privateKey, connected.serverPublicKey, connected.salt));
         },
+      };
+    },
+  },
+  v2: {
+    name: 'v2',
+    async begin(options) {
+      const hs = await startV2Handshake(); // fresh key and nonce per connection
+      return {
+        hello: hs.hello,
+        accept: (data) => hs.finish(data, { serverSigningKey: options.serverSigningKey }),
       };
     },
   },
@@ -462,6 +923,9 @@ export class SealcastClient {
   #pending = null; // {promise, resolve, reject} of the current connect()
   #inbound = Promise.resolve(); // keeps decryption (async) in arrival order
   #handshake = null; // the profile's handshake for the current socket
+  #authData = null; // the `authenticate` payload, kept until a v2 handshake completes
+  #sendQueue = Promise.resolve(); // keeps asynchronously sealed (v2) frames in call order
+  #sendsPending = 0;
   #timedOut = false;
   #localError = null; // a client-side reason to close, reported instead of the close code's
 
@@ -470,9 +934,15 @@ export class SealcastClient {
    * @param {string} options.url WebSocket URL, e.g. `wss://host/ws`
    * @param {string | object | (() => string | Promise<string>)} options.token token string, or a
    *   function returning one (called per connect, so reconnects can refresh it)
-   * @param {'v1' | 'none'} [options.encryption] defaults to `'v1'` when WebCrypto is available, else `'none'`
+   * @param {'v2' | 'v1' | 'none'} [options.encryption] defaults to `'v2'` when WebCrypto is
+   *   available, else `'none'`. v2 never falls back to v1: a server that does not answer the v2
+   *   handshake fails the connection ({@link EncryptionRequiredError}); choose `'v1'` explicitly
+   *   for servers that only speak v1
+   * @param {string} [options.serverSigningKey] v2 only: the server's ECDSA P-256 signing public key
+   *   (base64 of the raw 65-byte point) to pin; the handshake then requires a valid signature.
+   *   Defaults to none (no pinning)
    * @param {boolean} [options.requireEncryption] fail when the server does not complete the
-   *   handshake. Defaults to `false`
+   *   handshake. Defaults to `false` (v2 always requires its handshake)
    * @param {number} [options.heartbeatInterval] ms between heartbeats; 0 disables. Defaults to 30000
    * @param {number} [options.connectTimeout] ms until `connected` must arrive. Defaults to 15000
    * @param {Partial<typeof DEFAULT_RECONNECT> | boolean} [options.reconnect] Defaults to {@link DEFAULT_RECONNECT}
@@ -481,8 +951,12 @@ export class SealcastClient {
   constructor(options) {
     if (!options || typeof options.url !== 'string') throw new TypeError('options.url is required');
     if (options.token == null) throw new TypeError('options.token is required');
-    const encryption = options.encryption ?? (globalThis.crypto?.subtle ? 'v1' : 'none');
-    if (!PROFILES[encryption]) throw new TypeError(`unknown encryption profile "${encryption}"`);
+    const encryption = options.encryption ?? (globalThis.crypto?.subtle ? 'v2' : 'none');
+    if (!Object.hasOwn(PROFILES, encryption)) throw new TypeError(`unknown encryption profile "${encryption}"`);
+    if (options.serverSigningKey !== undefined) {
+      if (encryption !== 'v2') throw new TypeError('serverSigningKey (pinning) needs the v2 profile');
+      rawPublicKey(options.serverSigningKey); // throws early on a malformed key
+    }
     const WS = options.WebSocket ?? globalThis.WebSocket;
     if (typeof WS !== 'function') throw new TypeError('no WebSocket implementation: pass options.WebSocket');
     this.#opts = {
@@ -504,6 +978,10 @@ export class SealcastClient {
   /** True once the server's records are being decrypted (the handshake completed). */
   get encrypted() {
     return this.#codec.encrypted;
+  }
+  /** The encryption in effect on this connection: `'v2'`, `'v1'` or `'none'`. */
+  get profile() {
+    return this.#codec.profile;
   }
   /** The server's last `connected` data, or `null`. */
   get connectedInfo() {
@@ -607,7 +1085,8 @@ export class SealcastClient {
     }
     return new Promise((resolve) => {
       this.once('close', () => resolve());
-      ws.close(code, reason);
+      // sealed (v2) frames still being encrypted go out first
+      this.#sendQueue.then(() => ws.close(code, reason));
     });
   }
 
@@ -621,6 +1100,9 @@ export class SealcastClient {
     this.#state = this.#attempt > 0 ? 'reconnecting' : 'connecting';
     this.#codec = plaintextCodec;
     this.#inbound = Promise.resolve();
+    this.#sendQueue = Promise.resolve();
+    this.#sendsPending = 0;
+    this.#authData = null;
 
     let ws;
     try {
@@ -665,13 +1147,49 @@ export class SealcastClient {
   }
 
   async #authenticate(ws) {
-    const handshake = await PROFILES[this.#opts.encryption].begin();
+    const handshake = await PROFILES[this.#opts.encryption].begin(this.#opts);
     const t = this.#opts.token;
     const token = typeof t === 'function' ? await t() : t;
     const auth = typeof token === 'object' ? { type: 'token', ...token } : { type: 'token', token };
     if (this.#ws !== ws || ws.readyState !== OPEN) return; // superseded or closed meanwhile
     this.#handshake = handshake;
+    if (handshake.hello) {
+      // v2: the handshake goes first; `authenticate` follows sealed once the server answered.
+      this.#authData = auth;
+      ws.send(handshake.hello);
+      return;
+    }
     ws.send(JSON.stringify({ event: 'authenticate', data: { ...auth, ...handshake.auth } }));
+  }
+
+  /** v2: the server's answer to our hello. Anything but a valid v2 `handshake` fails. */
+  async #onServerHello(frame) {
+    const ws = this.#ws;
+    const fail = (message, cause) => {
+      this.#localError = new EncryptionRequiredError(message, { code: CloseCode.ENCRYPTION_REQUIRED, cause });
+      this.#emit('error', this.#localError);
+      ws.close(CloseCode.ENCRYPTION_REQUIRED, 'v2 handshake failed');
+    };
+    if (frame.event !== 'handshake') {
+      // SECURITY: no fallback to v1 or plaintext: that is exactly what a downgrade looks like.
+      if (frame.event === 'error') {
+        const message = typeof frame.data?.message === 'string' ? frame.data.message : 'Server error';
+        this.#emit('error', new ServerError(message, { data: frame.data }), { event: 'error', encrypted: false });
+      }
+      return fail(`the server did not answer the ${V2_VERSION} handshake (got "${frame.event}")`);
+    }
+    let result;
+    try {
+      result = await this.#handshake.accept(frame.data);
+    } catch (cause) {
+      return fail(`${V2_VERSION} handshake failed: ${cause?.message ?? cause}`, cause);
+    }
+    if (this.#ws !== ws) return;
+    this.#codec = result.codec;
+    this.#handshake = null;
+    this.#transmit(ws, result.finRecord);
+    this.#transmit(ws, this.#codec.encode({ event: 'authenticate', data: this.#authData }));
+    this.#authData = null;
   }
 
   async #onFrame(text) {
@@ -687,16 +1205,28 @@ export class SealcastClient {
     }
     this.#emit('raw', frame, { event: frame.event, encrypted: frame.event === 'encrypted' });
 
-    if (frame.event === 'connected' && this.#state !== 'connected') return this.#onConnected(frame.data ?? {});
+    if (this.#handshake?.hello) return this.#onServerHello(frame);
+    const v2 = this.#codec.profile === 'v2';
+    if (v2 && this.#codec.failed) return; // the channel is dead; the close is on its way
+    // v1/none: `connected` is plaintext and carries what the codec needs. (v2 seals it.)
+    if (!v2 && frame.event === 'connected' && this.#state !== 'connected') return this.#onConnected(frame.data ?? {});
 
     let msg;
     try {
       msg = await this.#codec.decode(frame);
     } catch (e) {
       // SECURITY: a record that fails to open is dropped, never delivered.
-      this.#emit('error', e instanceof SealcastError ? e : new DecryptError('undecodable frame', { cause: e }));
+      const err = e instanceof SealcastError ? e : new DecryptError('undecodable frame', { cause: e });
+      this.#emit('error', err);
+      if (v2) {
+        // SECURITY: in v2 a failed record (tampered, replayed, reordered, dropped, reflected,
+        // plaintext) ends the connection; no reconnect, as after a 4004 from the server.
+        this.#localError = new DecryptError(`v2 record refused: ${err.message}`, { code: CloseCode.ENCRYPTION_REQUIRED, cause: err });
+        this.#ws?.close(CloseCode.ENCRYPTION_REQUIRED, 'v2 record failed');
+      }
       return;
     }
+    if (v2 && msg.event === 'connected' && this.#state !== 'connected') return this.#onConnected(msg.data ?? {});
     const meta = { event: msg.event, encrypted: msg.encrypted };
     if (msg.id !== undefined) meta.id = msg.id;
     if (msg.event === 'error') {
@@ -712,7 +1242,7 @@ export class SealcastClient {
   async #onConnected(data) {
     const ws = this.#ws;
     try {
-      this.#codec = this.#handshake ? await this.#handshake.finish(data) : plaintextCodec;
+      if (this.#codec.profile !== 'v2') this.#codec = this.#handshake ? await this.#handshake.finish(data) : plaintextCodec;
     } catch (cause) {
       this.#emit('error', new SealcastError('encryption handshake failed', { cause }));
       ws.close(4000, 'encryption handshake failed');
@@ -752,7 +1282,8 @@ export class SealcastClient {
     if (pending) pending.reject(error ?? new ConnectionClosedError('connection closed before "connected"', { code, reason }));
 
     const r = this.#reconnect;
-    const terminal = TERMINAL_CLOSE_CODES.has(code) || error instanceof EncryptionRequiredError;
+    const terminal =
+      TERMINAL_CLOSE_CODES.has(code) || error instanceof EncryptionRequiredError || error?.code === CloseCode.ENCRYPTION_REQUIRED;
     // Reconnect after losing an established connection, and keep retrying failed reconnects;
     // a first connect() that fails is reported to its caller instead.
     const retrying = wasConnected || this.#attempt > 0;
@@ -783,7 +1314,33 @@ export class SealcastClient {
 
   #write(message) {
     const ws = this.#ws;
-    if (ws && ws.readyState === OPEN) ws.send(this.#codec.encode(message));
+    if (ws && ws.readyState === OPEN) this.#transmit(ws, this.#codec.encode(message));
+  }
+
+  /**
+   * Send a frame that is ready (a string) or being sealed (a promise), keeping call order: v2
+   * sealing is asynchronous, but its sequence number was taken at call time, so frames must
+   * leave in that order.
+   */
+  #transmit(ws, out) {
+    if (typeof out === 'string' && this.#sendsPending === 0) {
+      if (ws.readyState === OPEN) ws.send(out);
+      return;
+    }
+    this.#sendsPending += 1;
+    const queued = this.#sendQueue.then(() => out);
+    this.#sendQueue = queued.then(
+      (text) => {
+        this.#sendsPending -= 1;
+        if (this.#ws === ws && ws.readyState === OPEN) ws.send(text);
+      },
+      (cause) => {
+        this.#sendsPending -= 1;
+        // a frame that cannot be sealed leaves a gap in the sequence: the channel is over
+        this.#emit('error', new SealcastError('sealing a frame failed', { cause }));
+        if (this.#ws === ws) ws.close(CloseCode.ENCRYPTION_REQUIRED, 'sealing failed');
+      },
+    );
   }
 
   #emit(event, data, meta) {

@@ -1,17 +1,21 @@
 //! The `sealcast` command line.
 //!
+//! * `sealcast serve`: the standalone gateway ([`sealcast::gateway`]): WebSocket, HTTP API,
+//!   metrics and the demo page, configured by a TOML file and `SEALCAST_*` variables.
 //! * `sealcast emit`: publish one message through Redis to the clients of every sealcast (or
 //!   reference) server instance on it, like the library's [`Emitter`].
 //!
-//! Exit codes: 0 on success, 2 for usage errors (bad flags, bad JSON, bad room name), 1 when
-//! the work itself fails (Redis unreachable, publish refused).
+//! Exit codes: 0 on success (and after a graceful shutdown on SIGTERM/SIGINT), 2 for usage and
+//! configuration errors (bad flags, bad JSON, bad room name, bad config key), 1 when the work
+//! itself fails (Redis unreachable, publish refused, address in use).
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, error::ErrorKind};
 use sealcast::{
     broker::{RedisConfig, SigningKey},
     emitter::{EmitError, Emitter},
+    gateway::{self, ServeOptions},
     protocol::RoomName,
 };
 use serde_json::value::RawValue;
@@ -29,8 +33,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: WebSocket at /ws, HTTP API, /metrics, /healthz, /readyz, demo page at /.
+    Serve(ServeArgs),
     /// Publish one message through Redis to every server instance's matching clients.
-    Emit(EmitArgs),
+    Emit(Box<EmitArgs>),
+}
+
+/// Flags of `sealcast serve`. Everything else is in the config file or `SEALCAST_*` variables
+/// (see the README); flags win over both.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file (every key is optional).
+    #[arg(long, short, env = "SEALCAST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on, IP:PORT (port 0 picks a free one; the bound address is printed as
+    /// `listening on http://ADDR`). Overrides `listen`. `--addr` is accepted too (like
+    /// `examples/chat.rs`).
+    #[arg(long, alias = "addr", value_name = "ADDR")]
+    listen: Option<String>,
+
+    /// Redis URL to scale out over several instances; comma-separated URLs are Redis Cluster
+    /// nodes. Overrides `redis.url`.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+
+    /// Log format: text or json. Overrides `log.format`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +175,10 @@ fn main() -> ExitCode {
     if let Err(e) = cli.check() {
         e.exit();
     }
+    let cli = match cli.command {
+        Command::Serve(args) => return serve(args),
+        command => Cli { command },
+    };
     init_tracing("warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -154,7 +192,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Emit(args) => emit(args).await,
+            Command::Emit(args) => emit(*args).await,
+            Command::Serve(_) => Err("serve is handled before".to_owned()),
         }
     });
     match result {
@@ -162,6 +201,34 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("sealcast: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the gateway; it sets up its own logging from its configuration.
+fn serve(args: ServeArgs) -> ExitCode {
+    let options = ServeOptions {
+        config: args.config,
+        listen: args.listen,
+        redis: args.redis,
+        log_format: args.log_format,
+        print_config: args.print_config,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sealcast: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(gateway::serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sealcast: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

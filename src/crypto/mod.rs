@@ -1,9 +1,11 @@
 //! Cryptography: P-256 keys and the encryption profiles.
 //!
 //! This module owns every secret in sealcast and everything done with one: strict import of
-//! peer public keys ([`PublicKey`]), the server's key pair ([`KeyPair`]), and the v1
+//! peer public keys ([`PublicKey`]), the server's key pair ([`KeyPair`]), the v1
 //! profile ([`v1`]: ECDH → HKDF-SHA256 → AES-256-GCM, wire-compatible with the spec's Ignis
-//! helper). It is pure: RustCrypto crates only, no I/O, no tokio, axum or redis.
+//! helper) and the v2 profile ([`v2`]: per-connection keys, a transcript-bound key schedule,
+//! sealed records with implicit sequence numbers in both directions, an optional pinned server
+//! signing key). It is pure: RustCrypto crates only, no I/O, no tokio, axum or redis.
 //!
 //! Rules that hold throughout:
 //! - every failure is the one opaque [`CryptoError`], so no error says *why* input was bad;
@@ -26,6 +28,7 @@
 mod error;
 pub mod keys;
 pub mod v1;
+pub mod v2;
 
 pub use error::CryptoError;
 pub use keys::{KeyPair, PublicKey};

@@ -27,7 +27,8 @@ use crate::{
     session::{ClientState, Push, Queued},
 };
 
-/// Seals one already-encoded frame for one client (the built-in v1/v2 sealers implement it).
+/// Seals one already-encoded frame for one client (the built-in v1 key implements it; the v2
+/// sealer needs `&mut` for its counter and is owned by the writer instead, see [`Sealer::V2`]).
 pub(crate) trait SealFrame: Send + Sync {
     /// Returns the complete outbound text (an `encrypted` event), or `None` if sealing failed.
     fn seal_frame(&self, frame: &[u8]) -> Option<String>;
@@ -35,10 +36,14 @@ pub(crate) trait SealFrame: Send + Sync {
 
 /// How an encrypted client's messages are sealed.
 pub(crate) enum Sealer {
-    /// Synchronous sealing of the encoded frame (the built-in profiles).
+    /// Synchronous sealing of the encoded frame (the built-in v1 profile).
     Frame(Box<dyn SealFrame>),
     /// The application's async outbound transformer (the spec's custom encryption).
     Transform,
+    /// Encryption v2: the connection's writer owns the `crypto::v2::Sealer` (it holds the
+    /// record counter, so it is never shared); the session hands it over through the outbox
+    /// (`Queued::Install`) before marking the client encrypted.
+    V2,
 }
 
 /// A message encoded once for every receiver.

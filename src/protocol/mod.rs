@@ -27,12 +27,23 @@ mod purity {
     fn protocol_and_crypto_import_no_io_crates() {
         let root = env!("CARGO_MANIFEST_DIR");
         let mut checked = 0;
-        let dirs = [format!("{root}/src/protocol"), format!("{root}/src/crypto")];
-        let files = dirs
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).expect("source dir"));
-        for entry in files {
-            let path = entry.expect("dir entry").path();
+        let mut dirs = vec![
+            std::path::PathBuf::from(format!("{root}/src/protocol")),
+            std::path::PathBuf::from(format!("{root}/src/crypto")),
+        ];
+        let mut files = Vec::new();
+        // Walk subdirectories too (`crypto/v2/`).
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("source dir") {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        for path in files {
             let text = std::fs::read_to_string(&path).expect("source file");
             for banned in ["tokio", "axum", "redis", "tungstenite", "hyper"] {
                 for line in text.lines() {

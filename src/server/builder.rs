@@ -8,7 +8,7 @@ use super::{
     Server,
     encryption::{
         EncryptionConfig, HandshakeHookResult, HandshakeRequest, OutboundRequest,
-        TransformHookResult, Transformer,
+        TransformHookResult, Transformer, V2Config,
     },
     hooks::{AuthRequest, ClientEvent, HookResult, Hooks, MessageEvent, RoomRequest, hook},
     options::{ServerOptions, TransportOptions},
@@ -53,6 +53,7 @@ pub struct ServerBuilder {
     disconnected: Option<super::hooks::Hook<ClientEvent, ()>>,
     message: Option<super::hooks::Hook<MessageEvent, ()>>,
     encryption_v1: Option<Arc<KeyPair>>,
+    encryption_v2: Option<V2Config>,
     handshake: Option<super::encryption::HandshakeHook>,
     transformer: Option<super::encryption::TransformHook>,
 }
@@ -75,6 +76,7 @@ impl ServerBuilder {
             disconnected: None,
             message: None,
             encryption_v1: None,
+            encryption_v2: None,
             handshake: None,
             transformer: None,
         }
@@ -227,6 +229,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Enables encryption v2 (`sealcast-v2`, the JS client's default): a client that sends a
+    /// `handshake` event before `authenticate` gets a fresh per-connection server key, a
+    /// transcript-bound key schedule and key confirmation (optionally a signature with
+    /// [`V2Config::signing_key`](V2Config#structfield.signing_key) for clients that pin it);
+    /// from then on every frame in both directions is a sealed record (`authenticate` and
+    /// `connected` included) and any record that fails to open closes the connection with 4004.
+    /// A failed handshake closes with `Encryption handshake failed` / 4004. v1 and plaintext
+    /// clients are unaffected unless [`V2Config::required`](V2Config#structfield.required) is
+    /// set. Defaults to off. See `SECURITY.md` for the protocol and what it promises.
+    pub fn encryption_v2(mut self, config: V2Config) -> Self {
+        self.encryption_v2 = Some(config);
+        self
+    }
+
     /// The spec's custom handshake (`handshakeFn`): runs after a successful authenticate hook;
     /// `Ok(Some(reply))` marks the client encrypted (messages then go through the
     /// [`outbound_transformer`](Self::outbound_transformer)) and puts the reply in `connected`;
@@ -299,6 +315,7 @@ impl ServerBuilder {
         };
         let encryption = EncryptionConfig {
             v1: self.encryption_v1,
+            v2: self.encryption_v2,
             handshake: self.handshake,
             transformer: self.transformer.map(|hook| Transformer {
                 hook,

@@ -1,11 +1,15 @@
-//! The encryption seams of the server: the built-in v1 handshake, the spec's custom handshake
-//! hook, and the outbound transformer.
+//! The encryption seams of the server: the built-in v1 and v2 profiles, the spec's custom
+//! handshake hook, and the outbound transformer.
 //!
 //! Built-in v1 (the default way): the server holds one P-256 key pair; a client that sends
 //! `publicKey` in its `authenticate` payload gets a per-client AES-256-GCM key derived with a
 //! fresh salt, `connected` (always plaintext) carries `serverPublicKey` and `salt`, and from then
 //! on every message to it is sealed by its writer. Custom: a handshake hook returns
 //! `{serverPublicKey, salt}` and an outbound transformer seals each message, as in the spec.
+//!
+//! Built-in v2 ([`V2Config`], `crypto::v2`): negotiated with its own `handshake` event before
+//! `authenticate`; the session task runs it (see `session::channel`) and owns the opener, the
+//! writer owns the sealer. Nothing of v2 goes through [`EncryptionConfig::handshake`].
 
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::hooks::{Hook, HookResult, call};
 use crate::{
-    crypto::{KeyPair, V1Key, v1},
+    crypto::{KeyPair, V1Key, v1, v2::ServerSigningKey},
     hub::{SealFrame, Sealer},
     protocol::encode_frame,
 };
@@ -72,11 +76,67 @@ pub struct Transformed {
 pub(crate) type HandshakeHook = Hook<HandshakeRequest, Option<HandshakeReply>>;
 pub(crate) type TransformHook = Hook<OutboundRequest, Option<Transformed>>;
 
+/// Settings of the built-in encryption v2 (`sealcast-v2`; see `SECURITY.md`).
+///
+/// ```
+/// use sealcast::{crypto::v2::ServerSigningKey, server::V2Config};
+///
+/// let key = ServerSigningKey::generate();
+/// let pin = key.public_key_b64(); // give this to clients (`serverSigningKey` in the JS client)
+/// let config = V2Config::new().signing_key(key).required(true);
+/// # let _ = (pin, config);
+/// ```
+#[derive(Clone, Default)]
+pub struct V2Config {
+    /// Signs every server hello's transcript, so clients that pinned the public half
+    /// authenticate the server. Defaults to `None`: v2 then still gives forward secrecy,
+    /// integrity and replay protection against a passive network, but an active
+    /// man-in-the-middle can impersonate the server to clients that pin nothing.
+    pub signing_key: Option<Arc<ServerSigningKey>>,
+    /// Refuses every client that does not complete a v2 handshake before `authenticate`, v1 and
+    /// plaintext clients included (`Encryption handshake failed`, 4004). Defaults to `false`.
+    pub required: bool,
+}
+
+impl V2Config {
+    /// No signing key, not required.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Signs server hellos with `key` (see [`V2Config::signing_key`](#structfield.signing_key)).
+    pub fn signing_key(mut self, key: ServerSigningKey) -> Self {
+        self.signing_key = Some(Arc::new(key));
+        self
+    }
+
+    /// Sets [`V2Config::required`](#structfield.required).
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+}
+
+impl std::fmt::Debug for V2Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SECURITY: only the public half of the signing key is ever printed.
+        f.debug_struct("V2Config")
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|k| k.public_key_b64()),
+            )
+            .field("required", &self.required)
+            .finish()
+    }
+}
+
 /// The encryption a server was built with.
 #[derive(Clone, Default)]
 pub(crate) struct EncryptionConfig {
     /// The built-in v1 handshake's server key.
     pub(crate) v1: Option<Arc<KeyPair>>,
+    /// The built-in v2 profile, when enabled.
+    pub(crate) v2: Option<V2Config>,
     pub(crate) handshake: Option<HandshakeHook>,
     pub(crate) transformer: Option<Transformer>,
 }
@@ -170,6 +230,10 @@ impl EncryptionConfig {
             };
         }
         let Some(server_key) = &self.v1 else {
+            if required && self.v2.is_some() {
+                // A v2 server requiring encryption, and a client that skipped the v2 handshake.
+                return HandshakeResult::Failed { notify: true };
+            }
             if required {
                 tracing::error!("require_encryption is set but no handshake is configured");
                 return HandshakeResult::Failed { notify: false };

@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
+    pub(crate) record_failures: AtomicU64,
     pub(crate) publish_failures: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
 }
@@ -60,6 +61,9 @@ pub struct Metrics {
     pub auth_failures: u64,
     /// Encryption handshakes that failed (4004).
     pub handshake_failures: u64,
+    /// v2 records that failed to open (tampered, replayed, reordered, dropped, reflected or
+    /// plaintext after the handshake); each closed its connection with 4004.
+    pub record_failures: u64,
     /// Broker publishes that failed.
     pub publish_failures: u64,
     /// Frames refused by a client's rate limit.
@@ -76,6 +80,7 @@ impl Metrics {
             dropped: Counters::get(&c.dropped),
             auth_failures: Counters::get(&c.auth_failures),
             handshake_failures: Counters::get(&c.handshake_failures),
+            record_failures: Counters::get(&c.record_failures),
             publish_failures: Counters::get(&c.publish_failures),
             rate_limited: Counters::get(&c.rate_limited),
             ..Self::default()

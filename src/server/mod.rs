@@ -29,7 +29,7 @@ use tokio::{sync::Notify, task::JoinHandle};
 pub use builder::{BuildError, ServerBuilder};
 pub use encryption::{
     HandshakeHookResult, HandshakeReply, HandshakeRequest, OutboundRequest, TransformHookResult,
-    Transformed,
+    Transformed, V2Config,
 };
 pub use hooks::{AuthRequest, ClientEvent, HookError, HookResult, MessageEvent, RoomRequest};
 pub use metrics::{ConnectionCounts, Metrics};

@@ -1,7 +1,8 @@
-//! One connection: a pure protocol state machine (`state`), a byte-bounded outbound queue
-//! (`outbox`) and the task that does the socket I/O and timers (`task`, the only place in
-//! the crate where bytes meet a socket).
+//! One connection: a pure protocol state machine (`state`), the encryption v2 record channel
+//! (`channel`, also pure), a byte-bounded outbound queue (`outbox`) and the task that does the
+//! socket I/O and timers (`task`, the only place in the crate where bytes meet a socket).
 
+mod channel;
 mod outbox;
 mod rate;
 pub(crate) mod state;

@@ -15,15 +15,18 @@ use std::{
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
-use crate::{hub::Outgoing, protocol::CloseCode};
+use crate::{crypto::v2, hub::Outgoing, protocol::CloseCode};
 
-/// One queued item: a ready frame, or a message the writer seals for this client.
-#[derive(Clone)]
+/// One queued item: a ready frame, a message the writer seals for this client, or the v2
+/// sealer the writer takes ownership of.
 pub(crate) enum Queued {
     /// Text sent as is (plaintext receivers share one of these per message).
     Frame(Utf8Bytes),
     /// A message the writer passes through the client's sealer before sending.
     Seal(Arc<Outgoing>),
+    /// The connection's v2 sealer, handed to the writer once the handshake verified; every
+    /// `Seal` after it is sealed with it. Queued with [`Outbox::push_control`], never dropped.
+    Install(Box<v2::Sealer>),
 }
 
 impl Queued {
@@ -33,6 +36,7 @@ impl Queued {
             Queued::Frame(f) => f.len(),
             // Sealed output: base64 of plaintext + tag, plus the wrapper.
             Queued::Seal(m) => m.frame.len() / 3 * 4 + 96,
+            Queued::Install(_) => 0,
         }
     }
 }
@@ -109,6 +113,21 @@ impl Outbox {
         drop(state);
         self.wake.notify_one();
         Push::Queued
+    }
+
+    /// Queues a control item (the v2 sealer) regardless of the byte limit: losing it would
+    /// leave the writer unable to seal. Returns false if the connection is closing.
+    pub(crate) fn push_control(&self, item: Queued) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        if state.closed || state.close.is_some() {
+            return false;
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.wake.notify_one();
+        true
     }
 
     /// Asks the writer to send a close frame after what is already queued. The first request wins.

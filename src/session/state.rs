@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::rate::TokenBucket;
+use crate::crypto::v2::HANDSHAKE_EVENT;
 use crate::protocol::{CloseCode, ErrorMessage, FrameError, InboundFrame, Limits, SystemEvent};
 
 /// The spec's client states.
@@ -61,6 +62,8 @@ pub(crate) enum Action {
     Error(ErrorMessage),
     /// Run the authenticate hook with this payload (the auth deadline was extended).
     Authenticate(Box<RawValue>),
+    /// Answer an encryption v2 client hello (`handshake` before `authenticate`).
+    Handshake(Option<Box<RawValue>>),
     /// Handle a `join` request.
     Join(Option<Box<RawValue>>),
     /// Handle a `leave` request.
@@ -171,7 +174,12 @@ impl Session {
         if system == Some(SystemEvent::Heartbeat) {
             return Action::Nothing;
         }
+        // The v2 `handshake` event is not one of the spec's system events: before
+        // authentication it is the v2 client hello; after it, an application event like any
+        // other (applications negotiate encryption late through such messages).
+        let handshake = system.is_none() && frame.event == HANDSHAKE_EVENT;
         match self.state {
+            ClientState::Unauthorized if handshake => Action::Handshake(frame.data),
             ClientState::Unauthorized => {
                 if system == Some(SystemEvent::Authenticate) {
                     self.state = ClientState::Authenticating;
@@ -255,6 +263,26 @@ mod tests {
             max_frames_during_auth: max_pending,
             ..Limits::default()
         }
+    }
+
+    #[test]
+    fn v2_handshake_event_before_authentication_only() {
+        let now = Instant::now();
+        let mut s = Session::new(now, T, &limits(4));
+        match s.on_frame(frame(r#"{"event":"handshake","data":{"v":[]}}"#), now) {
+            Action::Handshake(Some(data)) => assert_eq!(data.get(), r#"{"v":[]}"#),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            s.state(),
+            ClientState::Unauthorized,
+            "still before authenticate"
+        );
+        let mut s = authed(now);
+        assert!(matches!(
+            s.on_frame(frame(r#"{"event":"handshake","data":{}}"#), now),
+            Action::Dispatch(f) if f.event == "handshake"
+        ));
     }
 
     #[test]

@@ -20,10 +20,12 @@ use tokio::time::Instant;
 
 use super::{
     Outbox, Queued,
+    channel::{Channel, Inbound},
     outbox::Next,
     state::{Action, Admit, AuthResult, ClientState, Session},
 };
 use crate::{
+    crypto::v2,
     hub::{Client, Hub, Identity, Outgoing, Sealer},
     protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system},
     server::{
@@ -104,6 +106,9 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
         ),
         shared: shared.clone(),
         client: client.clone(),
+        channel: Channel::Plain,
+        handshake_permit: None,
+        closing: false,
     };
     let ended_by_us = conn.read_loop(stream, writer).await;
 
@@ -120,6 +125,14 @@ struct Connection {
     session: Session,
     shared: Arc<Shared>,
     client: Arc<Client>,
+    /// Encryption v2: plaintext, awaiting the client's fin, or open (the opener lives here, so
+    /// records are opened in arrival order; the sealer lives in the writer).
+    channel: Channel,
+    /// A v2 handshake awaiting the client's fin holds an authentication permit, so pending
+    /// handshakes count against `Limits::max_pending_auth` like authentications.
+    handshake_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Set when an action queued a close: the reader stops and waits for the writer.
+    closing: bool,
 }
 
 impl Connection {
@@ -165,6 +178,31 @@ impl Connection {
                     idle_deadline = Instant::now() + idle_timeout;
                     let Some(bytes) = bytes else { continue };
                     Counters::add(&self.shared.hub.counters.frames_in, 1);
+                    // SECURITY: v2 records are opened before the frame budget is charged, even
+                    // those the budget then refuses: skipping one unopened would desynchronize
+                    // the record counter and kill the channel. Opening is bounded by the frame
+                    // size limit; a plaintext channel passes frames through untouched.
+                    let opened;
+                    let frame: &[u8] = match self.channel.inbound(&bytes) {
+                        Inbound::Plain(frame) => frame,
+                        Inbound::Opened(plaintext) => {
+                            opened = plaintext;
+                            &opened
+                        }
+                        Inbound::Established(sealer) => {
+                            self.establish_v2(sealer);
+                            continue;
+                        }
+                        Inbound::HandshakeFailed => {
+                            self.fail_v2(true);
+                            return self.wait_writer(writer).await;
+                        }
+                        Inbound::RecordFailed => {
+                            self.fail_v2(false);
+                            return self.wait_writer(writer).await;
+                        }
+                        Inbound::Ignore => continue,
+                    };
                     match self.session.admit(Instant::now()) {
                         Admit::Accept => {}
                         Admit::Refuse { notify } => {
@@ -181,10 +219,13 @@ impl Connection {
                         }
                     }
                     self.client.touch(self.shared.hub.clock.now_ms());
-                    let parsed = InboundFrame::parse(&bytes, &self.shared.options.limits);
+                    let parsed = InboundFrame::parse(frame, &self.shared.options.limits);
                     let action = self.session.on_frame(parsed, Instant::now());
                     if let Some(fut) = self.perform(action).await {
                         auth = Some(fut);
+                    }
+                    if self.closing {
+                        return self.wait_writer(writer).await;
                     }
                 }
                 () = sleep_until_opt(auth_deadline) => {
@@ -222,7 +263,25 @@ impl Connection {
         match action {
             Action::Nothing => {}
             Action::Error(message) => self.send_error(message),
+            Action::Handshake(data) => self.start_v2(data),
             Action::Authenticate(data) => {
+                if self
+                    .shared
+                    .encryption
+                    .v2
+                    .as_ref()
+                    .is_some_and(|c| c.required)
+                    && !self.channel.is_open()
+                {
+                    // SECURITY: a v2-required server refuses v1 and plaintext clients (and a
+                    // client whose v2 offer was stripped) before their credentials reach a hook.
+                    self.refuse(
+                        Some(ErrorMessage::EncryptionHandshakeFailed),
+                        CloseCode::EncryptionRequired,
+                    );
+                    self.closing = true;
+                    return None;
+                }
                 // SECURITY: bound the authentications (and handshakes) running at once, so a
                 // flood of connections cannot pile up work in the hooks.
                 let Ok(permit) = self.shared.pending_auth.clone().try_acquire_owned() else {
@@ -235,8 +294,9 @@ impl Connection {
                 self.client.set_state(ClientState::Authenticating);
                 let shared = self.shared.clone();
                 let id = self.client.id.to_string();
+                let v2 = self.channel.is_open();
                 return Some(Box::pin(async move {
-                    let outcome = authenticate(shared, id, data).await;
+                    let outcome = authenticate(shared, id, data, v2).await;
                     drop(permit);
                     outcome
                 }));
@@ -246,6 +306,62 @@ impl Connection {
             Action::Dispatch(frame) => self.dispatch(frame).await,
         }
         None
+    }
+
+    /// Answers a v2 client hello: the server hello goes out in plaintext and the channel waits
+    /// for the client's sealed fin.
+    fn start_v2(&mut self, data: Option<Box<RawValue>>) {
+        let Some(config) = self.shared.encryption.v2.as_ref() else {
+            tracing::debug!(client = %self.client.id, "v2 handshake offered but v2 is not enabled");
+            return self.fail_v2(true);
+        };
+        let Ok(permit) = self.shared.pending_auth.clone().try_acquire_owned() else {
+            tracing::warn!(client = %self.client.id, "too many pending authentications");
+            self.session.on_close();
+            self.client.outbox.close(CloseCode::TryAgainLater);
+            self.closing = true;
+            return;
+        };
+        let signing = config.signing_key.as_deref();
+        match self.channel.start(data.as_deref(), signing) {
+            Ok(hello) => {
+                self.handshake_permit = Some(permit);
+                Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(hello)));
+            }
+            Err(()) => self.fail_v2(true),
+        }
+    }
+
+    /// The client's fin verified: the writer gets the sealer, then the client is encrypted.
+    fn establish_v2(&mut self, sealer: Box<v2::Sealer>) {
+        self.handshake_permit = None;
+        // SECURITY: the sealer is queued before the client is marked encrypted, so no message to
+        // seal can reach the writer ahead of it.
+        if !self.client.outbox.push_control(Queued::Install(sealer)) {
+            return; // closing anyway
+        }
+        let _ = self.client.sealer.set(Sealer::V2);
+        self.client.enable_encryption();
+        tracing::debug!(client = %self.client.id, "v2 channel established");
+    }
+
+    /// A v2 failure: the handshake (`Encryption handshake failed`, then 4004) or a record
+    /// (4004 without an error event: nothing the peer sends can be trusted any more).
+    fn fail_v2(&mut self, handshake: bool) {
+        let counters = &self.shared.hub.counters;
+        self.channel.kill();
+        self.handshake_permit = None;
+        self.session.on_close();
+        if handshake {
+            Counters::add(&counters.handshake_failures, 1);
+            // Sealed if the channel was already open (a second hello), else in plaintext.
+            self.send_error(ErrorMessage::EncryptionHandshakeFailed);
+        } else {
+            Counters::add(&counters.record_failures, 1);
+            tracing::debug!(client = %self.client.id, "v2 record failed to open; closing");
+        }
+        self.client.outbox.close(CloseCode::EncryptionRequired);
+        self.closing = true;
     }
 
     /// Applies the authentication outcome. Returns false when the connection is closing.
@@ -286,10 +402,22 @@ impl Connection {
             server_public_key: server_public_key.as_deref(),
             salt: salt.as_deref(),
         };
-        // `connected` always goes out in plaintext (it carries what the client needs to derive
-        // its key), and before the client joins any room, so nothing sealed precedes it.
-        let frame = encode_system(SystemEvent::Connected, &connected);
-        Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(frame)));
+        if self.channel.is_open() {
+            // v2: the client has its keys since the handshake, so `connected` is sealed too.
+            match serde_json::value::to_raw_value(&connected) {
+                Ok(raw) => {
+                    let msg = Outgoing::new(SystemEvent::Connected.as_str(), raw);
+                    Hub::push_direct(&self.client, Queued::Seal(msg));
+                }
+                Err(e) => tracing::error!(error = %e, "encoding connected"),
+            }
+        } else {
+            // v1 and plaintext: `connected` goes out in plaintext (it carries what the client
+            // needs to derive its key), before the client joins any room, so nothing sealed
+            // precedes it.
+            let frame = encode_system(SystemEvent::Connected, &connected);
+            Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(frame)));
+        }
         if !self
             .shared
             .hub
@@ -463,14 +591,24 @@ struct ErrorData<'a> {
     message: &'a str,
 }
 
-/// The authenticate step: the hook, then (with encryption required) the handshake.
-async fn authenticate(shared: Arc<Shared>, client_id: String, data: Box<RawValue>) -> AuthOutcome {
+/// The authenticate step: the hook, then (unless the v2 channel is already open) the v1 or
+/// custom handshake.
+async fn authenticate(
+    shared: Arc<Shared>,
+    client_id: String,
+    data: Box<RawValue>,
+    v2: bool,
+) -> AuthOutcome {
     let request = AuthRequest {
         client_id: client_id.clone(),
         data: data.clone(),
     };
     match call("authenticate", &shared.hooks.authenticate, request).await {
         Ok(Some(identity)) => {
+            if v2 {
+                // Encrypted since the handshake; a `publicKey` in the payload is ignored.
+                return AuthOutcome::Accepted(identity, None);
+            }
             let required = shared.options.require_encryption;
             if !required && !shared.encryption.is_available() {
                 return AuthOutcome::Accepted(identity, None);
@@ -526,6 +664,9 @@ async fn write_loop(
     cfg: WriterConfig,
 ) {
     let mut batch: Vec<Queued> = Vec::new();
+    // The v2 sealer, once the session hands it over: owned here alone, so its record counter
+    // follows the order frames are written in.
+    let mut v2_sealer: Option<Box<v2::Sealer>> = None;
     let mut ping = cfg
         .ping_every
         .map(|p| tokio::time::interval_at(Instant::now() + p, p));
@@ -549,10 +690,27 @@ async fn write_loop(
         match next {
             Next::Frames => {
                 let mut failed = false;
+                let mut fatal = false;
                 let mut written = 0;
                 for item in batch.drain(..) {
                     let text = match item {
                         Queued::Frame(frame) => frame,
+                        Queued::Install(sealer) => {
+                            v2_sealer = Some(sealer);
+                            continue;
+                        }
+                        Queued::Seal(msg) if matches!(client.sealer.get(), Some(Sealer::V2)) => {
+                            match v2_sealer.as_mut().map(|s| s.seal(msg.frame.as_bytes())) {
+                                Some(Ok(record)) => Utf8Bytes::from(record),
+                                _ => {
+                                    // SECURITY: the hard record limit (or no sealer): the
+                                    // channel cannot go on, and skipping would be a gap.
+                                    tracing::warn!(client = %client.id, "v2 sealing failed; closing");
+                                    fatal = true;
+                                    break;
+                                }
+                            }
+                        }
                         Queued::Seal(msg) => {
                             match seal(&client, &msg, cfg.transformer.as_ref()).await {
                                 Some(text) => text,
@@ -571,26 +729,34 @@ async fn write_loop(
                     tracing::debug!(client = %client.id, "write failed or timed out");
                     break;
                 }
+                if fatal {
+                    send_close(&mut sink, CloseCode::EncryptionRequired, limit).await;
+                    break;
+                }
                 client.outbox.drained();
             }
             Next::Close(code) => {
-                let frame = CloseFrame {
-                    code: code.code(),
-                    reason: Utf8Bytes::from_static(code.reason()),
-                };
-                let sent =
-                    tokio::time::timeout(limit, sink.send(Message::Close(Some(frame)))).await;
-                if matches!(sent, Ok(Err(_))) {
-                    // The peer closed first: the WebSocket layer queued the echo of its close
-                    // frame and refuses a new one; flushing sends the echo.
-                    let _ = tokio::time::timeout(limit, sink.flush()).await;
-                }
+                send_close(&mut sink, code, limit).await;
                 break;
             }
             Next::Stop => break,
         }
     }
     client.outbox.shut();
+}
+
+/// Sends a close frame (or, if the peer closed first, the echo of its close frame).
+async fn send_close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, limit: Duration) {
+    let frame = CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(code.reason()),
+    };
+    let sent = tokio::time::timeout(limit, sink.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Err(_))) {
+        // The peer closed first: the WebSocket layer queued the echo of its close frame and
+        // refuses a new one; flushing sends the echo.
+        let _ = tokio::time::timeout(limit, sink.flush()).await;
+    }
 }
 
 async fn seal(
@@ -606,6 +772,8 @@ async fn seal(
             }
             sealed.map(Utf8Bytes::from)
         }
+        // Sealed in `write_loop` with the sealer it owns.
+        Sealer::V2 => None,
         Sealer::Transform => {
             let Some(transformer) = transformer else {
                 return Some(msg.frame.clone());

@@ -1,6 +1,8 @@
 // Browser end-to-end test: headless Chromium loads the demo page from the Rust chat server
 // (examples/chat.rs) and two pages chat in an encrypted room, with a Node client listening in
-// the clear. Run: node tests/browser/e2e.mjs   (needs Debian `chromium`; CHROMIUM_PATH overrides)
+// the clear; then encryption v2 in Chromium's WebCrypto: a pinned v2 client chats with a v1
+// page, a wrong pin is refused, the Rust v2 vector replays, a tampered record is refused.
+// Run: node tests/browser/e2e.mjs   (needs Debian `chromium`; CHROMIUM_PATH overrides)
 // Prints `N passed, N failed` last and exits non-zero on any failure.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { startChatServer, until } from '../js/support/rust.mjs';
 const ROOM = 'chat-e2e';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const VECTORS = fileURLToPath(new URL('../../../shared/vectors/ignis-ecdh-v1.json', import.meta.url));
+const V2_VECTOR = fileURLToPath(new URL('../vectors/sealcast-v2.json', import.meta.url));
 
 const results = [];
 async function check(name, fn) {
@@ -139,6 +142,83 @@ try {
     assert.deepEqual(out.opened, vectors.map(() => true));
     assert.equal(out.genuine, 'top secret');
     assert.equal(out.tampered, 'DecryptError');
+  });
+
+  await check('in Chromium a v2 client with the pinned server key chats with a v1 page; every frame is a record', async () => {
+    assert.ok(server.signingKey, 'the chat server printed its v2 signing key');
+    const got = (page, text) => async () => (await demoState(page)).received.some((m) => m.text === text);
+    const start = bob.evaluate(async ({ url, pin, room }) => {
+      const { SealcastClient } = await import('./sealcast-client.js');
+      const c = new SealcastClient({ url, token: 'carol', serverSigningKey: pin, reconnect: false });
+      const raw = [];
+      const chats = [];
+      c.on('raw', (f) => raw.push(f));
+      c.on('chat', (d, meta) => chats.push({ ...d, encrypted: meta.encrypted }));
+      const info = await c.connect();
+      c.join(room);
+      window.v2e2e = { c, raw, chats };
+      return { profile: c.profile, userId: info.userId, v1Fields: 'serverPublicKey' in info };
+    }, { url: server.wsUrl, pin: server.signingKey, room: ROOM });
+    assert.deepEqual(await start, { profile: 'v2', userId: 'carol', v1Fields: false });
+    const carolSend = (text) => bob.evaluate((t) => window.v2e2e.c.send('chat', { room: 'chat-e2e', text: t }), text);
+    const carolGot = (prefix) => async () => bob.evaluate((p) => window.v2e2e.chats.some((m) => m.text.startsWith(p)), prefix);
+    await probe(carolSend, async () => (await demoState(alice)).received.some((m) => m.text.startsWith('probe-c-')), 'c');
+    await probe((t) => alice.evaluate((x) => window.sealcastDemo.client.send('chat', { room: 'chat-e2e', text: x }), t), carolGot('probe-d-'), 'd');
+    await carolSend('v2 from carol ✓');
+    await alice.waitForFunction(() => window.sealcastDemo.received.some((m) => m.text === 'v2 from carol ✓'), null, { timeout: 10_000 });
+    assert.ok(await got(alice, 'v2 from carol ✓')());
+    const out = await bob.evaluate(async () => {
+      const { c, raw, chats } = window.v2e2e;
+      await c.close();
+      const sealed = raw.slice(1).every((f) => f.event === 'encrypted' && Object.keys(f.data).join() === 'ct');
+      return { first: raw[0].event, sealed, n: raw.length, allEncrypted: chats.every((m) => m.encrypted) };
+    });
+    assert.equal(out.first, 'handshake');
+    assert.ok(out.sealed && out.n > 3, 'after the server hello, only records');
+    assert.ok(out.allEncrypted);
+  });
+
+  await check('in Chromium a v2 client with a wrong pinned key is refused (EncryptionRequiredError)', async () => {
+    const out = await bob.evaluate(async (url) => {
+      const { SealcastClient } = await import('./sealcast-client.js');
+      const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign']);
+      const { bytesToB64 } = await import('./sealcast-client.js');
+      const wrong = bytesToB64(new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey)));
+      const c = new SealcastClient({ url, token: 'eve', serverSigningKey: wrong, reconnect: false });
+      return c.connect().then(() => 'connected', (e) => [e.name, e.code]);
+    }, server.wsUrl);
+    assert.deepEqual(out, ['EncryptionRequiredError', 4004]);
+  });
+
+  await check('in Chromium the Rust v2 vector replays byte for byte and a tampered v2 record is refused', async () => {
+    const vector = JSON.parse(readFileSync(V2_VECTOR, 'utf8'));
+    const out = await alice.evaluate(async (v) => {
+      const m = await import('./sealcast-client.js');
+      const hex = (h) => Uint8Array.from(h.match(/../g) ?? [], (x) => parseInt(x, 16));
+      const privateKey = await m.importPrivateKey(hex(v.client_private_key_hex), v.client_public_key_b64);
+      const hs = await m.startV2Handshake({ keyPair: { privateKey, publicKeyB64: v.client_public_key_b64 }, nonce: m.b64ToBytes(v.client_nonce_b64), offered: v.offered });
+      const { codec, finRecord } = await hs.finish(JSON.parse(v.server_hello).data, { serverSigningKey: v.server_signing_public_key_b64 });
+      const records = [finRecord];
+      for (const p of v.client_plaintexts) records.push(await codec.encode(JSON.parse(p)));
+      const opened = [];
+      for (const r of v.server_records) opened.push(JSON.stringify(await codec.decode(JSON.parse(r)).then((x) => ({ event: x.event, data: x.data }))));
+      // A tampered record between a fresh pair of real handshakes.
+      const client = await m.startV2Handshake();
+      const server = await m.acceptV2Handshake(JSON.parse(client.hello).data);
+      const c = await client.finish(JSON.parse(server.hello).data);
+      const s = await server.finish(JSON.parse(c.finRecord));
+      const rec = JSON.parse(await s.encode({ event: 'chat', data: 'top secret' }));
+      const ct = m.b64ToBytes(rec.data.ct);
+      ct[0] ^= 1;
+      rec.data.ct = m.bytesToB64(ct);
+      const tampered = await c.codec.decode(rec).then(() => 'opened', (e) => e.name);
+      const after = await c.codec.decode(JSON.parse(await s.encode({ event: 'chat' }))).then(() => 'opened', (e) => e.name);
+      return { records, opened, tampered, after };
+    }, vector);
+    assert.deepEqual(out.records, vector.client_records);
+    assert.deepEqual(out.opened, vector.server_plaintexts.map((p) => JSON.stringify(JSON.parse(p))));
+    assert.equal(out.tampered, 'DecryptError');
+    assert.equal(out.after, 'DecryptError', 'the channel is dead after a failure');
   });
 
   await check('in Chromium a rejected token fails with AuthenticationError (4003)', async () => {

@@ -1,6 +1,7 @@
 //! Test helpers: a server on 127.0.0.1 port 0 and a small WebSocket client.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod gateway;
 pub mod redis;
 
 use std::{net::SocketAddr, time::Duration};

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import {
-  SealcastClient, AuthenticationError, SealcastError, ServerError, ServerShutdownError,
+  SealcastClient, AuthenticationError, SealcastError, ServerError, ServerShutdownError, EncryptionRequiredError,
 } from '../../examples/js/sealcast-client.js';
 import { startChatServer, until } from './support/rust.mjs';
 
@@ -90,6 +90,55 @@ test('an encrypted and a plaintext client chat in a room; each message arrives e
   }
   assert.equal(alice.rec.closes.at(-1).error, null, 'an explicit close is not an error');
   assert.equal(alice.rec.closes.at(-1).willReconnect, false);
+});
+
+test('v2 (the default, server key pinned), v1 and plaintext clients chat in one room', async () => {
+  assert.ok(server.signingKey, 'the chat server printed its v2 signing key');
+  const vera = recordingClient('vera', { serverSigningKey: server.signingKey });
+  const olga = recordingClient('olga', { encryption: 'v1' });
+  const pete = recordingClient('pete', { encryption: 'none' });
+  try {
+    const v = await vera.client.connect();
+    await olga.client.connect();
+    await pete.client.connect();
+    assert.equal(v.userId, 'vera');
+    assert.equal(v.serverPublicKey, undefined, 'v2 needs no v1 fields');
+    assert.deepEqual([vera.client.profile, olga.client.profile, pete.client.profile], ['v2', 'v1', 'none']);
+    // Everything vera received after her hello was a record with nothing but `ct`.
+    assert.equal(vera.rec.raw[0].event, 'handshake');
+    assert.ok(vera.rec.raw.slice(1).every((f) => f.event === 'encrypted' && Object.keys(f.data).join() === 'ct'));
+
+    for (const c of [vera, olga, pete]) c.client.join(ROOM);
+    await handshakeRoom(vera, pete, 'v');
+    await handshakeRoom(olga, vera, 'o');
+    await handshakeRoom(pete, olga, 'p');
+    vera.client.send('chat', { room: ROOM, text: 'from vera (v2) ✓' });
+    olga.client.send('chat', { room: ROOM, text: 'from olga (v1)' });
+    pete.client.send('chat', { room: ROOM, text: 'from pete (plain)' });
+    const all = ['from vera (v2) ✓', 'from olga (v1)', 'from pete (plain)'];
+    for (const c of [vera, olga, pete]) await until(() => all.every((t) => c.texts().includes(t)), 'all three messages');
+    for (const [who, c] of [['vera', vera], ['olga', olga], ['pete', pete]]) {
+      for (const t of all) assert.equal(c.texts().filter((x) => x === t).length, 1, `${who} got "${t}" once`);
+      assert.deepEqual(c.rec.errors, [], `${who}: no errors`);
+    }
+    assert.ok(vera.rec.chats.every((c) => c.meta.encrypted));
+    assert.ok(!JSON.stringify(vera.rec.raw).includes('from '), 'no plaintext reached vera');
+  } finally {
+    await vera.client.close();
+    await olga.client.close();
+    await pete.client.close();
+  }
+});
+
+test('v2 with a wrong pinned server key fails (EncryptionRequiredError) and does not reconnect', async () => {
+  const other = 'BB/REONrWpYSCyhMr560Jva5lMX3BR2LjeKdwzHTTUJVTT9D670UgpS2ajp3nd6rUZc76if0IAXSadtiQ7AQ/kw=';
+  const client = new SealcastClient({ url: server.wsUrl, token: 'mallory', WebSocket, serverSigningKey: other, reconnect: { minDelay: 10 } });
+  const reconnecting = [];
+  client.on('reconnecting', (r) => reconnecting.push(r));
+  await assert.rejects(client.connect(), (e) => e instanceof EncryptionRequiredError && /signature/.test(e.message));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(reconnecting, []);
+  assert.equal(client.state, 'closed');
 });
 
 test('the server completes the closing handshake: a client close(1000) ends cleanly with 1000', async () => {

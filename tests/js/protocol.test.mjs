@@ -8,41 +8,7 @@ import {
   AuthenticationError, ConnectionClosedError,
 } from '../../examples/js/sealcast-client.js';
 import { until } from './support/rust.mjs';
-
-/** A scripted stand-in for the browser WebSocket; the test plays the server. */
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.all.push(this);
-    queueMicrotask(() => {
-      if (this.readyState !== 0) return;
-      this.readyState = 1;
-      this.onopen?.({});
-    });
-  }
-  send(text) {
-    assert.equal(this.readyState, 1, 'send on an open socket only');
-    this.sent.push(JSON.parse(text));
-  }
-  close(code = 1000, reason = '') {
-    this.serverClose(code, reason);
-  }
-  // --- the server's side
-  push(frame) {
-    this.onmessage?.({ data: typeof frame === 'string' ? frame : JSON.stringify(frame) });
-  }
-  serverClose(code, reason = '') {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason }), 0);
-  }
-  sentEvents() {
-    return this.sent.map((f) => f.event);
-  }
-}
+import { FakeSocket } from './support/fake-socket.mjs';
 
 const last = () => FakeSocket.all.at(-1);
 
@@ -62,8 +28,9 @@ async function acceptV1(sock, { connected = {} } = {}) {
   return { key, auth, seal };
 }
 
+/** These are the v1 (and 'none') protocol tests; v2 has its own file (v2.test.mjs). */
 function newClient(opts = {}) {
-  return new SealcastClient({ url: 'ws://test/ws', token: 'alice', WebSocket: FakeSocket, heartbeatInterval: 0, ...opts });
+  return new SealcastClient({ url: 'ws://test/ws', token: 'alice', WebSocket: FakeSocket, heartbeatInterval: 0, encryption: 'v1', ...opts });
 }
 
 test('v1: authenticate carries a P-256 key; encrypted frames are delivered decrypted and in order', async () => {

@@ -135,6 +135,14 @@ pub(super) async fn run_subscriber(
                 connected_before = true;
                 backoff.reset();
                 shared.ready.send_replace(true);
+                if !inner.publisher.is_connected() {
+                    // Redis is reachable again: reopen the publishing connection now rather than
+                    // on the next publish, so readiness reflects it.
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        let _ = inner.connect_publisher().await;
+                    });
+                }
                 if inner.config.cluster {
                     tokio::spawn(discover_from(inner.clone(), node.clone()));
                 }

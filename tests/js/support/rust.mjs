@@ -25,8 +25,9 @@ export function buildExample(name) {
 /**
  * Start the chat server on a free port: `target/debug/examples/chat --addr 127.0.0.1:0` (built
  * first), or the command in SEALCAST_CHAT_CMD (e.g. a server built elsewhere). Resolves once it
- * prints `listening on http://HOST:PORT`.
- * @returns {Promise<{httpUrl: string, wsUrl: string, stop: () => Promise<void>, signal: (s: string) => void, log: () => string}>}
+ * prints `listening on http://HOST:PORT`; `signingKey` is the v2 server signing key it printed
+ * before that (for pinning), if any.
+ * @returns {Promise<{httpUrl: string, wsUrl: string, signingKey?: string, stop: () => Promise<void>, signal: (s: string) => void, log: () => string}>}
  */
 export async function startChatServer({ readyTimeout = 30_000 } = {}) {
   const custom = process.env.SEALCAST_CHAT_CMD?.trim().split(/\s+/);
@@ -37,6 +38,7 @@ export async function startChatServer({ readyTimeout = 30_000 } = {}) {
     env: { RUST_LOG: 'warn', ...process.env },
   });
   let log = '';
+  let signingKey;
   child.stderr.on('data', (d) => (log += d));
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const httpUrl = await new Promise((resolve, reject) => {
@@ -44,6 +46,8 @@ export async function startChatServer({ readyTimeout = 30_000 } = {}) {
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       log += line + '\n';
+      const key = /signing key[^:]*: ([A-Za-z0-9+/=]{88})$/.exec(line);
+      if (key) signingKey = key[1];
       const m = /listening on (http:\/\/[^\s/]+)/.exec(line);
       if (m) {
         clearTimeout(timer);
@@ -55,6 +59,7 @@ export async function startChatServer({ readyTimeout = 30_000 } = {}) {
   return {
     httpUrl,
     wsUrl: httpUrl.replace(/^http/, 'ws') + '/ws',
+    signingKey,
     signal: (s) => child.kill(s),
     log: () => log,
     async stop() {
