@@ -98,6 +98,20 @@ async fn config_errors_exit_with_2_and_name_the_key() {
             Spec::new().config("[encryption]\nkey_file = \"/nonexistent/server.key\"\n"),
             vec!["`encryption.key_file`"],
         ),
+        (
+            Spec::new().config("[encryption]\nprofiles = [\"v3\"]\n"),
+            vec!["`encryption.profiles`", "v3"],
+        ),
+        (
+            Spec::new().config("[encryption]\nprofiles = []\n"),
+            vec!["`encryption.profiles`", "disabled"],
+        ),
+        (
+            Spec::new().config(
+                "[encryption]\nprofiles = [\"v1\"]\nsigning_key_file = \"/etc/hostname\"\n",
+            ),
+            vec!["`encryption.signing_key_file`", "v2"],
+        ),
         // from the environment and flags: the variable or flag is named too
         (
             Spec::new().env("SEALCAST_SERVER_MAX_PAYLOAD_BYTES", "lots"),
@@ -192,7 +206,10 @@ async fn environment_overrides_the_file_and_flags_override_the_environment() {
 async fn the_sample_config_is_valid_and_shows_the_defaults() {
     let sample = Spec::new()
         .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sealcast.toml"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/sealcast.toml"
+        ))
         .arg("--print-config")
         .run_to_exit()
         .await;

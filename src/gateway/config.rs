@@ -279,17 +279,43 @@ pub enum EncryptionMode {
     Disabled,
 }
 
-/// `[encryption]`: the built-in v1 profile.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[encryption]`: the built-in profiles (v2, and v1 for the reference's clients).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// `"allowed"`, `"required"` or `"disabled"`. Defaults to `"allowed"`.
     pub mode: EncryptionMode,
+    /// The profiles offered: `"v2"` (the hardened channel) and/or `"v1"` (the reference's,
+    /// for compatibility). With only `"v2"` and `mode = "required"`, v1 and plaintext clients
+    /// are refused. Defaults to `["v2", "v1"]`.
+    pub profiles: Vec<String>,
+    /// File holding the v2 server signing key (a P-256 secret: 32 bytes as base64 or hex).
+    /// Clients that pin its public half authenticate the server. Without it a signing key is
+    /// generated at start and its public half printed. Defaults to none.
+    pub signing_key_file: Option<PathBuf>,
     /// File holding the server's P-256 secret key: 32 bytes as base64 or hex
     /// (`head -c 32 /dev/urandom | base64`). Without it a key pair is generated at start (fine
     /// for one instance; instances behind a load balancer do not need to share it).
     /// Defaults to none.
     pub key_file: Option<PathBuf>,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            mode: EncryptionMode::default(),
+            profiles: vec!["v2".to_owned(), "v1".to_owned()],
+            signing_key_file: None,
+            key_file: None,
+        }
+    }
+}
+
+impl EncryptionConfig {
+    /// Whether `profile` (`"v1"` or `"v2"`) is offered.
+    pub fn offers(&self, profile: &str) -> bool {
+        self.mode != EncryptionMode::Disabled && self.profiles.iter().any(|p| p == profile)
+    }
 }
 
 /// How Redis subscribers pick channels.
@@ -600,6 +626,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("server.allowed_origins", Kind::List),
     ("encryption.mode", Kind::Str),
     ("encryption.key_file", Kind::Str),
+    ("encryption.profiles", Kind::List),
+    ("encryption.signing_key_file", Kind::Str),
     ("redis.url", Kind::Str),
     ("redis.cluster", Kind::Bool),
     ("redis.signing_key", Kind::Str),
@@ -795,6 +823,32 @@ impl Config {
             }
         }
 
+        let e = &self.encryption;
+        if let Some(p) = e
+            .profiles
+            .iter()
+            .find(|p| !matches!(p.as_str(), "v1" | "v2"))
+        {
+            return Err(err(
+                "encryption.profiles",
+                format!("unknown profile {p:?} (expected \"v2\" and/or \"v1\")"),
+            ));
+        }
+        if e.profiles.is_empty() && e.mode != EncryptionMode::Disabled {
+            return Err(err(
+                "encryption.profiles",
+                "is empty; set encryption.mode = \"disabled\" to turn encryption off",
+            ));
+        }
+        if let Some(path) = &e.signing_key_file {
+            if !e.profiles.iter().any(|p| p == "v2") || e.mode == EncryptionMode::Disabled {
+                return Err(err(
+                    "encryption.signing_key_file",
+                    "is set but the v2 profile is not enabled",
+                ));
+            }
+            file_exists("encryption.signing_key_file", path)?;
+        }
         if let Some(path) = &self.encryption.key_file {
             if self.encryption.mode == EncryptionMode::Disabled {
                 return Err(err(

@@ -60,7 +60,7 @@ use self::{
 use crate::{
     Server, TransportOptions,
     broker::{RedisBroker, RedisConfig, SigningKey, SubscriptionMode},
-    crypto::KeyPair,
+    crypto::{KeyPair, v2::ServerSigningKey},
     protocol::Limits,
 };
 
@@ -163,6 +163,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
 struct Prepared {
     authenticator: Authenticator,
     key_pair: Option<KeyPair>,
+    /// The v2 signing key, when v2 is offered.
+    signing_key: Option<ServerSigningKey>,
     webhook: Option<Arc<Webhook>>,
     /// Logged once logging is set up.
     warnings: Vec<String>,
@@ -172,29 +174,58 @@ impl Prepared {
     fn new(config: &Config) -> Result<Self, ConfigError> {
         let authenticator = Authenticator::new(config.auth_mode(), &config.auth.jwt)?;
         let mut warnings = Vec::new();
-        let key_pair = match (config.encryption.mode, &config.encryption.key_file) {
-            (EncryptionMode::Disabled, _) => None,
-            (_, Some(path)) => Some(load_key_pair(path, &mut warnings)?),
-            (_, None) => Some(KeyPair::generate()),
+        let e = &config.encryption;
+        let key_pair = match (e.offers("v1"), &e.key_file) {
+            (false, _) => None,
+            (true, Some(path)) => {
+                let key = "encryption.key_file";
+                let secret = read_secret(path, key, &mut warnings)?;
+                Some(KeyPair::from_secret_bytes(&secret).map_err(|_| invalid_secret(key, path))?)
+            }
+            (true, None) => Some(KeyPair::generate()),
+        };
+        let signing_key = match (e.offers("v2"), &e.signing_key_file) {
+            (false, _) => None,
+            (true, Some(path)) => {
+                let key = "encryption.signing_key_file";
+                let secret = read_secret(path, key, &mut warnings)?;
+                Some(
+                    ServerSigningKey::from_secret_bytes(&secret)
+                        .map_err(|_| invalid_secret(key, path))?,
+                )
+            }
+            (true, None) => Some(ServerSigningKey::generate()),
         };
         let webhook =
             Webhook::new(&config.webhook).map_err(|m| ConfigError::new("webhook.url", m))?;
         Ok(Self {
             authenticator,
             key_pair,
+            signing_key,
             webhook,
             warnings,
         })
     }
 }
 
-/// Reads the server's P-256 secret: 32 bytes as base64 or hex.
-fn load_key_pair(
+fn invalid_secret(key: &'static str, path: &std::path::Path) -> ConfigError {
+    ConfigError::new(
+        key,
+        format!(
+            "{} does not hold a valid P-256 secret key (32 bytes, base64 or hex)",
+            path.display()
+        ),
+    )
+}
+
+/// Reads a P-256 secret from a file: 32 bytes as base64 or hex. Warns when the file is readable
+/// by every user.
+fn read_secret(
     path: &std::path::Path,
+    key: &'static str,
     warnings: &mut Vec<String>,
-) -> Result<KeyPair, ConfigError> {
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ConfigError> {
     use base64::Engine as _;
-    let key = "encryption.key_file";
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
     let text = zeroize::Zeroizing::new(text);
@@ -207,23 +238,9 @@ fn load_key_pair(
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(trimmed)
-                .map_err(|_| {
-                    ConfigError::new(
-                        key,
-                        format!("{} must hold 32 bytes as base64 or hex", path.display()),
-                    )
-                })?
+                .map_err(|_| invalid_secret(key, path))?
         },
     );
-    let pair = KeyPair::from_secret_bytes(&bytes).map_err(|_| {
-        ConfigError::new(
-            key,
-            format!(
-                "{} does not hold a valid P-256 secret key (32 bytes, base64 or hex)",
-                path.display()
-            ),
-        )
-    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -231,12 +248,12 @@ fn load_key_pair(
             && meta.permissions().mode() & 0o004 != 0
         {
             warnings.push(format!(
-                "encryption.key_file {} is readable by every user; chmod 600 it",
+                "{key} {} is readable by every user; chmod 600 it",
                 path.display()
             ));
         }
     }
-    Ok(pair)
+    Ok(bytes)
 }
 
 /// Logs go to stderr, as text or JSON; `RUST_LOG` overrides `log.level`.
@@ -294,7 +311,18 @@ async fn run(config: Config, prepared: Prepared) -> Result<(), GatewayError> {
         api_publishes: Arc::new(AtomicU64::new(0)),
     });
 
-    let server = build_server(&config, &gateway, prepared.key_pair, redis.clone()).await?;
+    let signing_public = prepared
+        .signing_key
+        .as_ref()
+        .map(ServerSigningKey::public_key_b64);
+    let server = build_server(
+        &config,
+        &gateway,
+        prepared.key_pair,
+        prepared.signing_key,
+        redis.clone(),
+    )
+    .await?;
     let background = vec![tokio::spawn(sweep_grants(gateway.clone(), server.clone()))];
 
     let app = router(&config, &gateway, &server);
@@ -304,7 +332,7 @@ async fn run(config: Config, prepared: Prepared) -> Result<(), GatewayError> {
     let local = listener
         .local_addr()
         .map_err(|e| GatewayError::Runtime(format!("cannot read the bound address: {e}")))?;
-    announce(local, &config, &server);
+    announce(local, &config, &server, signing_public.as_deref());
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
@@ -352,9 +380,15 @@ async fn run(config: Config, prepared: Prepared) -> Result<(), GatewayError> {
 }
 
 /// Prints the bound address on stdout (tests and scripts parse it) and logs the setup.
-fn announce(local: SocketAddr, config: &Config, server: &Server) {
+fn announce(local: SocketAddr, config: &Config, server: &Server, signing_public: Option<&str>) {
     {
         let mut out = std::io::stdout().lock();
+        if let Some(key) = signing_public {
+            let _ = writeln!(
+                out,
+                "v2 server signing key (pin it as serverSigningKey): {key}"
+            );
+        }
         let _ = writeln!(out, "listening on http://{local}");
         let _ = out.flush();
     }
@@ -426,6 +460,7 @@ async fn build_server(
     config: &Config,
     gateway: &Arc<Gateway>,
     key_pair: Option<KeyPair>,
+    signing_key: Option<ServerSigningKey>,
     redis: Option<RedisBroker>,
 ) -> Result<Server, GatewayError> {
     let s = &config.server;
@@ -454,6 +489,21 @@ async fn build_server(
     if let Some(pair) = key_pair {
         tracing::info!(server_public_key = %pair.public_key_b64(), "encryption v1 enabled");
         builder = builder.encryption_v1(pair);
+    }
+    if let Some(signing_key) = signing_key {
+        let e = &config.encryption;
+        // Required with only v2 offered: v1 and plaintext clients are refused before auth.
+        let required = e.mode == EncryptionMode::Required && !e.offers("v1");
+        tracing::info!(
+            signing_key = %signing_key.public_key_b64(),
+            required,
+            "encryption v2 enabled"
+        );
+        builder = builder.encryption_v2(
+            crate::server::V2Config::new()
+                .signing_key(signing_key)
+                .required(required),
+        );
     }
     if let Some(redis) = redis {
         builder = builder.broker(redis);

@@ -117,6 +117,11 @@ pub fn render(s: &Snapshot) -> String {
             m.handshake_failures,
         ),
         (
+            "sealcast_record_failures_total",
+            "v2 records that failed to open (tampered, replayed, reordered; close 4004).",
+            m.record_failures,
+        ),
+        (
             "sealcast_publish_failures_total",
             "Broker publishes that failed.",
             m.publish_failures,
