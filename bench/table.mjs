@@ -1,0 +1,121 @@
+// Prints the sealcast-vs-Bun table from the RESULT lines bench/run.sh collected.
+//
+//   bun bench/table.mjs target/bench-results.txt      (node works too)
+//
+// Each cell is the median over repetitions, with the range (min–max) when there are several,
+// so the noise of a shared 2-core machine stays visible. Ratios are sealcast / Bun of the
+// medians, taken from the same run.
+
+import { readFileSync } from "node:fs";
+
+const file = process.argv[2] ?? "target/bench-results.txt";
+const lines = readFileSync(file, "utf8").split("\n");
+const header = lines.find((l) => l.startsWith("#")) ?? "";
+const runs = lines
+  .filter((l) => l.startsWith("scenario="))
+  .map((l) => Object.fromEntries(l.split(" ").map((kv) => kv.split("=", 2))));
+
+const pick = (scenario, server) => runs.filter((r) => r.scenario === scenario && r.server === server && !r.failed);
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const values = (scenario, server, f) => pick(scenario, server).map((r) => (typeof f === "function" ? f(r) : Number(r[f])));
+const stat = (scenario, server, f) => {
+  const xs = values(scenario, server, f).filter(Number.isFinite);
+  return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+};
+
+const fmt = (x, digits) => {
+  if (!Number.isFinite(x)) return "–";
+  if (Math.abs(x) >= 10000) return Math.round(x).toLocaleString("en-US");
+  return x.toFixed(digits);
+};
+const cell = (s, digits) => {
+  if (!s || s.n === 0) return "–";
+  const med = fmt(s.med, digits);
+  return s.n > 1 ? `${med} (${fmt(s.min, digits)}–${fmt(s.max, digits)})` : med;
+};
+
+const rows = [];
+// row(label, sealcast stat, bun stat or null, digits, target text, check(ratio, ours) → bool|null)
+function row(label, ours, theirs, digits, target, check, ratioOverride) {
+  const ratio = ratioOverride ?? (theirs && theirs.n ? ours.med / theirs.med : NaN);
+  const verdict = check ? check(ratio, ours.med) : null;
+  rows.push([
+    label,
+    cell(ours, digits),
+    theirs ? cell(theirs, digits) : "–",
+    Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : "–",
+    target,
+    verdict === null ? "" : verdict ? "yes" : "**no**",
+  ]);
+}
+
+const has = (scenario) => runs.some((r) => r.scenario === scenario);
+
+for (const [scenario, name] of [
+  ["fanout_1k", "fan-out 1k"],
+  ["fanout_10k", "fan-out 10k"],
+]) {
+  if (!has(scenario)) continue;
+  const any = pick(scenario, "sealcast")[0] ?? pick(scenario, "bun")[0] ?? {};
+  const label = `${name} (${any.connected ?? "?"} clients, ${any.messages ?? "?"} msgs)`;
+  row(`${label}: server CPU-s / 1M deliveries`, stat(scenario, "sealcast", "cpu_s_per_m"), stat(scenario, "bun", "cpu_s_per_m"), 3, "≤ 0.8× Bun", (r) => r <= 0.8);
+  row(`${label}: deliveries/s`, stat(scenario, "sealcast", "deliveries_per_s"), stat(scenario, "bun", "deliveries_per_s"), 0, "≥ 1× Bun", (r) => r >= 1);
+  row(`${label}: p99 latency ms (window)`, stat(scenario, "sealcast", "p99_ms"), stat(scenario, "bun", "p99_ms"), 2, "info", null);
+  row(`${label}: generator cores used`, stat(scenario, "sealcast", "gen_cores"), stat(scenario, "bun", "gen_cores"), 2, "info", null);
+  row(`${label}: lost + duplicate`, stat(scenario, "sealcast", (r) => Number(r.lost) + Number(r.duplicates)), stat(scenario, "bun", (r) => Number(r.lost) + Number(r.duplicates)), 0, "0", (_r, ours) => ours === 0);
+}
+
+if (has("steady")) {
+  const any = pick("steady", "sealcast")[0] ?? {};
+  const label = `steady ${process.env.STEADY_RATE ?? 200} msg/s to ${any.connected ?? "?"}`;
+  row(`${label}: p50 ms`, stat("steady", "sealcast", "p50_ms"), stat("steady", "bun", "p50_ms"), 2, "info", null);
+  row(`${label}: p99 ms`, stat("steady", "sealcast", "p99_ms"), stat("steady", "bun", "p99_ms"), 2, "≤ 1× Bun", (r) => r <= 1);
+  row(`${label}: server CPU-s / 1M deliveries`, stat("steady", "sealcast", "cpu_s_per_m"), stat("steady", "bun", "cpu_s_per_m"), 3, "info", null);
+}
+
+const plain1k = stat("fanout_1k", "sealcast", "cpu_s_per_m");
+if (has("encrypted")) {
+  const any = pick("encrypted", "sealcast_v1")[0] ?? {};
+  const enc = stat("encrypted", "sealcast_v1", "cpu_s_per_m");
+  const label = `encrypted fan-out (${any.connected ?? "?"} sealed receivers)`;
+  row(`${label}: server CPU-s / 1M`, enc, null, 3, "≤ 1.0 CPU-s/1M", (_r, ours) => ours <= 1.0);
+  row(`${label}: vs our plaintext 1k`, enc, null, 3, "≤ 4× plaintext", (r) => r <= 4, enc.med / plain1k.med);
+  row(`${label}: deliveries/s`, stat("encrypted", "sealcast_v1", "deliveries_per_s"), null, 0, "info", null);
+  row(`${label}: p99 ms`, stat("encrypted", "sealcast_v1", "p99_ms"), null, 2, "info", null);
+  row(`${label}: generator cores (decrypting)`, stat("encrypted", "sealcast_v1", "gen_cores"), null, 2, "info", null);
+}
+
+if (has("mixed") && has("encrypted")) {
+  const encPerM = stat("encrypted", "sealcast_v1", "cpu_s_per_m").med;
+  // Server CPU in the mixed room minus what its sealed deliveries cost in the all-sealed room
+  // leaves the plaintext receivers' share.
+  const plainShare = (r) => {
+    const d = Number(r.deliveries);
+    const dEnc = (d * Number(r.encrypted)) / Number(r.connected);
+    const dPlain = d - dEnc;
+    return ((Number(r.server_cpu_s) - (dEnc * encPerM) / 1e6) / dPlain) * 1e6;
+  };
+  const mixed = stat("mixed", "sealcast_v1", plainShare);
+  row("mixed room (half sealed): plaintext CPU-s / 1M (derived)", mixed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, mixed.med / plain1k.med);
+  row("mixed room: total CPU-s / 1M", stat("mixed", "sealcast_v1", "cpu_s_per_m"), null, 3, "info", null);
+  const p99plain = stat("mixed", "sealcast_v1", "plain_p99_ms");
+  row("mixed room: plaintext receivers p99 ms (vs all-plaintext 1k)", p99plain, null, 2, "info", null, p99plain.med / stat("fanout_1k", "sealcast", "p99_ms").med);
+}
+
+if (has("idle")) {
+  const any = pick("idle", "sealcast")[0] ?? {};
+  const label = `idle (${any.connected ?? "?"} authenticated)`;
+  row(`${label}: server RSS per connection, bytes`, stat("idle", "sealcast", "rss_per_conn_b"), stat("idle", "bun", "rss_per_conn_b"), 0, "≤ 4096 B", (_r, ours) => ours <= 4096);
+  row(`${label}: connect+auth/s`, stat("idle", "sealcast", "connect_per_s"), stat("idle", "bun", "connect_per_s"), 0, "≥ 1× Bun", (r) => r >= 1);
+  row(`${label}: server CPU-ms per 1k connect+auth`, stat("idle", "sealcast", (r) => (Number(r.connect_server_cpu_s) / Number(r.connected)) * 1e6), stat("idle", "bun", (r) => (Number(r.connect_server_cpu_s) / Number(r.connected)) * 1e6), 0, "info", null);
+}
+
+const heads = ["metric", "sealcast", "raw Bun", "ratio", "target", "met"];
+const out = [heads, heads.map(() => "---"), ...rows];
+console.log(header.replace(/^# ?/, "run: "));
+for (const r of out) console.log(`| ${r.join(" | ")} |`);

@@ -1,0 +1,1140 @@
+//! Load generator for sealcast (and the raw Bun baseline in `bench/bun/server.js`).
+//!
+//! N WebSocket clients on loopback connect, authenticate
+//! (`{"event":"authenticate","data":{"type":"token","token":"u<i>"}}`, plus a v1 `publicKey`
+//! for the encrypted share of them), join one room, and count and time every delivery.
+//! Messages are published through Redis exactly as an emitter would (a raw `PUBLISH` of the
+//! reference envelope on `ws:room:<room>`), either with a window of messages in flight (a
+//! message leaves the window once every receiver got it) or at a fixed rate. Each payload
+//! carries a sequence number and the send time, so the generator reports lost and duplicate
+//! deliveries, p50/p90/p99 latency, deliveries/s and connect+auth/s. It samples the server
+//! process's CPU time (utime+stime, `/proc/<pid>/stat`) and RSS (`VmRSS`) around each phase,
+//! and its own CPU, and prints one `RESULT key=value ...` line for `bench/run.sh`.
+//!
+//! With `--messages 0` it only connects, waits `--settle` seconds and reports the server's RSS
+//! per idle authenticated connection.
+//!
+//! # Keeping the generator cheap
+//!
+//! * The WebSocket client is a minimal one written for this tool: one read syscall per wake
+//!   into a per-connection buffer, then every complete frame in it is handled in place, with no
+//!   allocation per plaintext frame and one clock read per batch.
+//! * The receive path finds `"seq":` and `"ts":` by byte search; it never builds a JSON tree.
+//! * Encrypted clients decrypt every `encrypted` frame (AES-256-GCM open + base64): that costs
+//!   generator CPU, which the report shows.
+//! * One light tokio task per socket on a small multi-thread runtime (`--threads`, default 2).
+//!   The report says when the generator itself used most of a core.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --url ws://127.0.0.1:8080/ws \
+//!     --redis redis://127.0.0.1:6379 --server-pid 1234 --clients 1000 --messages 2000 --window 256
+//! ```
+
+use std::{
+    io::{self, Write as _},
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use clap::Parser;
+use sealcast::crypto::{KeyPair, PublicKey, V1Key};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{Notify, Semaphore, watch},
+};
+
+/// Writes one line to stdout (the report), ignoring a closed pipe.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// Sequence numbers from here on are readiness probes, not measured messages.
+const PROBE_BASE: u64 = 1 << 40;
+/// Linux reports process times in USER_HZ ticks, 100 per second on every architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "loadgen",
+    about = "WebSocket fan-out load generator for sealcast and Bun"
+)]
+struct Args {
+    /// The server's WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    url: String,
+    /// Redis URL to publish on (required when --messages > 0).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The server's process id (CPU and RSS are read from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name of this run in the RESULT line.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Clients to connect.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Share of clients (0..=1) that do the v1 handshake and decrypt every message.
+    #[arg(long, default_value_t = 0.0)]
+    encrypted: f64,
+    /// The room every client joins.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Messages to publish (0: idle mode, connect and measure memory only).
+    #[arg(long, default_value_t = 2000)]
+    messages: u32,
+    /// Messages in flight (not yet received by every receiver).
+    #[arg(long, default_value_t = 256)]
+    window: u32,
+    /// Publish at this fixed rate (messages/s) instead of by window.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Padding bytes in each payload.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Connection handshakes (TCP + upgrade + authenticate) in progress at once.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Generator runtime worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Per-connection read buffer in bytes (grows for larger frames).
+    #[arg(long, default_value_t = 16 * 1024)]
+    read_buffer: usize,
+    /// Seconds to wait after connecting before sampling the server's RSS.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Give up when no message completes for this many seconds (lost deliveries).
+    #[arg(long, default_value_t = 10.0)]
+    stall_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---- shared state -------------------------------------------------------------------------
+
+/// State every connection task shares with the publisher.
+struct Shared {
+    epoch: Instant,
+    messages: u32,
+    /// Receivers per message: set once the clients are known to be in the room.
+    expected: AtomicU32,
+    /// Receipts per sequence number.
+    counts: Vec<AtomicU32>,
+    /// Messages every expected receiver got.
+    completed: AtomicU64,
+    progress: Notify,
+    /// Clients that finished (or failed) their setup.
+    setup_done: AtomicU32,
+    setup_failed: AtomicU32,
+    setup_notify: Notify,
+    /// Microseconds since `epoch` at which the last `connected` arrived.
+    last_auth_us: AtomicU64,
+    /// Microseconds since `epoch` of the last counted delivery.
+    last_delivery_us: AtomicU64,
+    /// Clients that received a probe (so they are in the room).
+    probed: AtomicU32,
+    probe_notify: Notify,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct ConnStats {
+    encrypted: bool,
+    ok: bool,
+    received: u64,
+    duplicates: u64,
+    /// Frames that failed to decrypt or carried an unknown sequence number.
+    bad: u64,
+    /// `error` events from the server.
+    errors: u64,
+    closed_early: bool,
+    latencies_us: Vec<u32>,
+}
+
+/// Receive-side state of one connection.
+struct Receiver {
+    shared: Arc<Shared>,
+    key: Option<V1Key>,
+    seen: Vec<u64>,
+    probed: bool,
+    /// A delivery was counted in the current read batch.
+    counted: bool,
+    stats: ConnStats,
+}
+
+impl Receiver {
+    fn on_text(&mut self, frame: &[u8], now_us: u64) {
+        if let Some(key) = &self.key
+            && frame.starts_with(br#"{"event":"encrypted""#)
+        {
+            match open_sealed(key, frame) {
+                Some(plain) => self.on_plain(&plain, now_us),
+                None => self.stats.bad += 1,
+            }
+            return;
+        }
+        self.on_plain(frame, now_us);
+    }
+
+    fn on_plain(&mut self, frame: &[u8], now_us: u64) {
+        let Some((seq, ts)) = seq_and_ts(frame) else {
+            if find(frame, br#""event":"error""#).is_some() {
+                self.stats.errors += 1;
+            }
+            return;
+        };
+        if seq >= PROBE_BASE {
+            if !self.probed {
+                self.probed = true;
+                self.shared.probed.fetch_add(1, Ordering::AcqRel);
+                self.shared.probe_notify.notify_one();
+            }
+            return;
+        }
+        let Ok(idx) = usize::try_from(seq) else {
+            self.stats.bad += 1;
+            return;
+        };
+        if idx >= self.shared.messages as usize {
+            self.stats.bad += 1;
+            return;
+        }
+        let (word, bit) = (idx / 64, 1u64 << (idx % 64));
+        if self.seen[word] & bit != 0 {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.seen[word] |= bit;
+        self.stats.received += 1;
+        self.counted = true;
+        self.stats
+            .latencies_us
+            .push(u32::try_from(now_us.saturating_sub(ts)).unwrap_or(u32::MAX));
+        let count = self.shared.counts[idx].fetch_add(1, Ordering::AcqRel) + 1;
+        if count == self.shared.expected.load(Ordering::Acquire) {
+            self.shared.completed.fetch_add(1, Ordering::AcqRel);
+            self.shared.progress.notify_one();
+        }
+    }
+}
+
+/// Opens `{"event":"encrypted","data":{"iv":"..","ct":".."}}` with the client's key.
+fn open_sealed(key: &V1Key, frame: &[u8]) -> Option<Vec<u8>> {
+    let iv = string_field(frame, br#""iv":""#)?;
+    let ct = string_field(frame, br#""ct":""#)?;
+    let iv = std::str::from_utf8(iv).ok()?;
+    let ct = std::str::from_utf8(ct).ok()?;
+    key.open(iv, ct, None).ok()
+}
+
+/// The bytes of a JSON string field without escapes (base64), found by its `"name":"` prefix.
+fn string_field<'a>(frame: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let start = find(frame, prefix)? + prefix.len();
+    let len = frame[start..].iter().position(|&b| b == b'"')?;
+    Some(&frame[start..start + len])
+}
+
+/// Finds `"seq":N` and then `"ts":N` without parsing the JSON.
+fn seq_and_ts(frame: &[u8]) -> Option<(u64, u64)> {
+    let at = find(frame, br#""seq":"#)? + 6;
+    let (seq, used) = number(&frame[at..])?;
+    let rest = &frame[at + used..];
+    let at_ts = find(rest, br#""ts":"#)? + 5;
+    let (ts, _) = number(&rest[at_ts..])?;
+    Some((seq, ts))
+}
+
+/// A leading decimal number and how many bytes it used.
+fn number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    let mut used = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        used += 1;
+    }
+    (used > 0).then_some((value, used))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let last_start = hay.len() - needle.len();
+    let mut i = 0;
+    while i <= last_start {
+        let off = hay[i..=last_start].iter().position(|&b| b == first)?;
+        i += off;
+        if &hay[i..i + needle.len()] == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+// ---- a minimal WebSocket client -------------------------------------------------------------
+
+/// One client WebSocket: text frames out (masked), frames in parsed from a flat buffer.
+struct Ws {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    head: usize,
+    tail: usize,
+    /// A fragmented message being reassembled.
+    frag: Vec<u8>,
+    mask_state: u32,
+}
+
+/// A parsed frame header.
+struct Header {
+    fin: bool,
+    opcode: u8,
+    /// Header length in bytes.
+    head: usize,
+    /// Payload length in bytes.
+    len: usize,
+}
+
+const OP_CONT: u8 = 0;
+const OP_TEXT: u8 = 1;
+const OP_BINARY: u8 = 2;
+const OP_CLOSE: u8 = 8;
+const OP_PING: u8 = 9;
+/// Largest frame the generator accepts (the server's default limit is far below).
+const MAX_FRAME: usize = 16 << 20;
+
+fn protocol_error(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Parses a server frame header; `Ok(None)` when more bytes are needed.
+fn parse_header(b: &[u8]) -> io::Result<Option<Header>> {
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    if b[1] & 0x80 != 0 {
+        return Err(protocol_error("masked frame from the server"));
+    }
+    let (head, len) = match b[1] & 0x7f {
+        126 => {
+            if b.len() < 4 {
+                return Ok(None);
+            }
+            (4, usize::from(u16::from_be_bytes([b[2], b[3]])))
+        }
+        127 => {
+            if b.len() < 10 {
+                return Ok(None);
+            }
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[2..10]);
+            let len = usize::try_from(u64::from_be_bytes(n))
+                .map_err(|_| protocol_error("frame too large"))?;
+            (10, len)
+        }
+        n => (2, usize::from(n)),
+    };
+    if len > MAX_FRAME {
+        return Err(protocol_error("frame too large"));
+    }
+    Ok(Some(Header {
+        fin: b[0] & 0x80 != 0,
+        opcode: b[0] & 0x0f,
+        head,
+        len,
+    }))
+}
+
+/// What the frame loop found besides data frames.
+#[derive(Default)]
+struct Control {
+    pong: Option<Vec<u8>>,
+    closed: bool,
+}
+
+impl Ws {
+    async fn connect(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        buf_size: usize,
+        seed: u32,
+    ) -> io::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut ws = Self {
+            tcp,
+            buf: vec![0; buf_size.max(1024)],
+            head: 0,
+            tail: 0,
+            frag: Vec::new(),
+            mask_state: seed | 1,
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        ws.tcp.write_all(request.as_bytes()).await?;
+        loop {
+            if ws.fill().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the upgrade",
+                ));
+            }
+            if let Some(end) = find(&ws.buf[..ws.tail], b"\r\n\r\n") {
+                let status = &ws.buf[..end];
+                if !(status.starts_with(b"HTTP/1.1 101") || status.starts_with(b"HTTP/1.0 101")) {
+                    let line = String::from_utf8_lossy(status);
+                    let line = line.lines().next().unwrap_or_default().to_owned();
+                    return Err(protocol_error(&format!("upgrade refused: {line}")));
+                }
+                ws.head = end + 4;
+                return Ok(ws);
+            }
+        }
+    }
+
+    /// Makes room at the tail (compacting, or growing for a frame larger than the buffer).
+    fn make_room(&mut self) {
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        } else if self.tail == self.buf.len() {
+            if self.head > 0 {
+                self.buf.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+            } else {
+                let len = self.buf.len() * 2;
+                self.buf.resize(len, 0);
+            }
+        }
+    }
+
+    /// One read into the buffer. Returns the bytes read (0 at end of stream).
+    async fn fill(&mut self) -> io::Result<usize> {
+        self.make_room();
+        let n = self.tcp.read(&mut self.buf[self.tail..]).await?;
+        self.tail += n;
+        Ok(n)
+    }
+
+    /// Sends one masked frame.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 14);
+        out.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        // xorshift32: the mask only has to be present; its value does not matter here.
+        let mut x = self.mask_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.mask_state = x;
+        let mask = x.to_be_bytes();
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&out).await
+    }
+
+    /// Handles the complete frames in the buffer: data messages go to `on_message`, which
+    /// returns false to stop after the current one.
+    fn drain_frames(&mut self, mut on_message: impl FnMut(&[u8]) -> bool) -> io::Result<Control> {
+        let mut control = Control::default();
+        while let Some(h) = parse_header(&self.buf[self.head..self.tail])? {
+            let start = self.head + h.head;
+            let end = start + h.len;
+            if end > self.tail {
+                if end - self.head > self.buf.len() {
+                    // Grow now so the next read can complete this frame.
+                    let need = end - self.head;
+                    self.buf.copy_within(self.head..self.tail, 0);
+                    self.tail -= self.head;
+                    self.head = 0;
+                    self.buf.resize(need.next_power_of_two(), 0);
+                }
+                break;
+            }
+            let payload = &self.buf[start..end];
+            let mut more = true;
+            match h.opcode {
+                OP_TEXT | OP_BINARY if h.fin && self.frag.is_empty() => more = on_message(payload),
+                OP_TEXT | OP_BINARY | OP_CONT => {
+                    self.frag.extend_from_slice(payload);
+                    if h.fin {
+                        more = on_message(&self.frag);
+                        self.frag.clear();
+                    }
+                }
+                OP_CLOSE => control.closed = true,
+                OP_PING => control.pong = Some(payload.to_vec()),
+                _ => {}
+            }
+            self.head = end;
+            if control.closed || !more {
+                break;
+            }
+        }
+        Ok(control)
+    }
+
+    /// Answers a ping; reports a close.
+    async fn after_drain(&mut self, control: Control) -> io::Result<bool> {
+        if let Some(payload) = control.pong {
+            self.send(0xA, &payload).await?;
+        }
+        Ok(control.closed)
+    }
+
+    /// The next data message, for the setup phase (allocates; not the hot path).
+    async fn next_message(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            let mut got = None;
+            let control = self.drain_frames(|m| {
+                got = Some(m.to_vec());
+                false
+            })?;
+            if let Some(m) = got {
+                self.after_drain(control).await?;
+                return Ok(m);
+            }
+            if self.after_drain(control).await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed by the server",
+                ));
+            }
+            if self.fill().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
+            }
+        }
+    }
+}
+
+// ---- one client -----------------------------------------------------------------------------
+
+struct ClientConfig {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    room: String,
+    read_buffer: usize,
+}
+
+async fn client(
+    index: usize,
+    encrypted: bool,
+    cfg: Arc<ClientConfig>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> ConnStats {
+    let mut rx = Receiver {
+        key: None,
+        seen: vec![0; (shared.messages as usize).div_ceil(64)],
+        probed: false,
+        counted: false,
+        stats: ConnStats {
+            encrypted,
+            latencies_us: Vec::with_capacity(shared.messages as usize),
+            ..ConnStats::default()
+        },
+        shared: shared.clone(),
+    };
+    let setup = setup(index, encrypted, &cfg, &shared).await;
+    drop(permit);
+    let (mut ws, key) = match setup {
+        Ok(ok) => ok,
+        Err(e) => {
+            if shared.setup_failed.fetch_add(1, Ordering::AcqRel) < 3 {
+                let _ = writeln!(std::io::stderr(), "loadgen: client {index}: {e}");
+            }
+            shared.setup_done.fetch_add(1, Ordering::AcqRel);
+            shared.setup_notify.notify_one();
+            return rx.stats;
+        }
+    };
+    rx.key = key;
+    rx.stats.ok = true;
+    shared.setup_done.fetch_add(1, Ordering::AcqRel);
+    shared.setup_notify.notify_one();
+
+    // The hot path: one read per wake, every complete frame handled in place.
+    loop {
+        let control = {
+            let now_us = shared.now_us();
+            let drained = ws.drain_frames(|m| {
+                rx.on_text(m, now_us);
+                true
+            });
+            if rx.counted {
+                rx.counted = false;
+                shared.last_delivery_us.fetch_max(now_us, Ordering::AcqRel);
+            }
+            match drained {
+                Ok(c) => c,
+                Err(_) => {
+                    rx.stats.closed_early = true;
+                    break;
+                }
+            }
+        };
+        match ws.after_drain(control).await {
+            Ok(false) => {}
+            Ok(true) | Err(_) => {
+                rx.stats.closed_early = !*stop.borrow();
+                break;
+            }
+        }
+        ws.make_room();
+        let tail = ws.tail;
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            read = ws.tcp.read(&mut ws.buf[tail..]) => match read {
+                Ok(0) | Err(_) => {
+                    rx.stats.closed_early = !*stop.borrow();
+                    break;
+                }
+                Ok(n) => ws.tail += n,
+            },
+        }
+    }
+    rx.stats
+}
+
+/// Connect, upgrade, authenticate (with the v1 handshake when `encrypted`), join the room.
+async fn setup(
+    index: usize,
+    encrypted: bool,
+    cfg: &ClientConfig,
+    shared: &Shared,
+) -> io::Result<(Ws, Option<V1Key>)> {
+    let seed = u32::try_from(index % (u32::MAX as usize)).unwrap_or(7) ^ 0x9e37_79b9;
+    let mut ws = Ws::connect(cfg.addr, &cfg.host, &cfg.path, cfg.read_buffer, seed).await?;
+    let pair = encrypted.then(KeyPair::generate);
+    let auth = match &pair {
+        Some(pair) => format!(
+            r#"{{"event":"authenticate","data":{{"type":"token","token":"u{index}","publicKey":"{}"}}}}"#,
+            pair.public_key_b64()
+        ),
+        None => {
+            format!(r#"{{"event":"authenticate","data":{{"type":"token","token":"u{index}"}}}}"#)
+        }
+    };
+    ws.send(OP_TEXT, auth.as_bytes()).await?;
+    let reply = ws.next_message().await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&reply).map_err(|_| protocol_error("reply is not JSON"))?;
+    if value["event"] != "connected" {
+        return Err(protocol_error(&format!(
+            "expected connected, got {}",
+            String::from_utf8_lossy(&reply)
+        )));
+    }
+    shared
+        .last_auth_us
+        .fetch_max(shared.now_us(), Ordering::AcqRel);
+    let key = match &pair {
+        Some(pair) => {
+            let data = &value["data"];
+            let (Some(server_key), Some(salt)) =
+                (data["serverPublicKey"].as_str(), data["salt"].as_str())
+            else {
+                return Err(protocol_error(
+                    "no serverPublicKey/salt in connected (is encryption on?)",
+                ));
+            };
+            let server_key =
+                PublicKey::from_b64(server_key).map_err(|_| protocol_error("bad server key"))?;
+            let salt = STANDARD
+                .decode(salt)
+                .map_err(|_| protocol_error("bad salt"))?;
+            Some(
+                V1Key::derive(pair, &server_key, &salt)
+                    .map_err(|_| protocol_error("key derivation failed"))?,
+            )
+        }
+        None => None,
+    };
+    let join = format!(
+        r#"{{"event":"join","data":{{"rooms":[{}]}}}}"#,
+        serde_json::Value::from(cfg.room.as_str())
+    );
+    ws.send(OP_TEXT, join.as_bytes()).await?;
+    Ok((ws, key))
+}
+
+// ---- /proc sampling -------------------------------------------------------------------------
+
+/// CPU seconds (user + system) of a process, all threads.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+/// Resident set size in KiB.
+fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    server_cpu: f64,
+    server_rss_kib: u64,
+    own_cpu: f64,
+    at: Option<Instant>,
+}
+
+fn sample(server_pid: Option<&str>) -> Sample {
+    Sample {
+        server_cpu: server_pid.and_then(cpu_seconds).unwrap_or(0.0),
+        server_rss_kib: server_pid.and_then(rss_kib).unwrap_or(0),
+        own_cpu: cpu_seconds("self").unwrap_or(0.0),
+        at: Some(Instant::now()),
+    }
+}
+
+impl Sample {
+    fn wall_since(&self, earlier: &Sample) -> f64 {
+        match (self.at, earlier.at) {
+            (Some(a), Some(b)) => a.duration_since(b).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+/// `ws://host:port/path` → (address, host header, path).
+async fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = tokio::net::lookup_host(host)
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))?;
+    Ok((addr, host.to_owned(), path.to_owned()))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+/// Whether client `i` of `n` is one of the `k` encrypted ones (spread evenly).
+fn is_encrypted(i: usize, n: usize, k: usize) -> bool {
+    n > 0 && (i + 1) * k / n != i * k / n
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (addr, host, path) = parse_url(&args.url).await?;
+    if args.messages > 0 && args.redis.is_none() {
+        return Err("--redis is required to publish messages".into());
+    }
+    let pid = args.server_pid.map(|p| p.to_string());
+    let pid = pid.as_deref();
+    let n = args.clients;
+    let enc_count = ((args.encrypted.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        messages: args.messages,
+        expected: AtomicU32::new(u32::MAX),
+        counts: (0..args.messages).map(|_| AtomicU32::new(0)).collect(),
+        completed: AtomicU64::new(0),
+        progress: Notify::new(),
+        setup_done: AtomicU32::new(0),
+        setup_failed: AtomicU32::new(0),
+        setup_notify: Notify::new(),
+        last_auth_us: AtomicU64::new(0),
+        last_delivery_us: AtomicU64::new(0),
+        probed: AtomicU32::new(0),
+        probe_notify: Notify::new(),
+    });
+    let cfg = Arc::new(ClientConfig {
+        addr,
+        host,
+        path,
+        room: args.room.clone(),
+        read_buffer: args.read_buffer,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // ---- connect + authenticate + join ----
+    let before_connect = sample(pid);
+    let connect_start_us = shared.now_us();
+    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "connect gate closed".to_owned())?;
+        tasks.push(tokio::spawn(client(
+            i,
+            is_encrypted(i, n, enc_count),
+            cfg.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+            permit,
+        )));
+    }
+    let setup_limit = Duration::from_secs(60 + n as u64 / 500);
+    let waited = tokio::time::timeout(setup_limit, async {
+        while (shared.setup_done.load(Ordering::Acquire) as usize) < n {
+            shared.setup_notify.notified().await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        return Err(format!(
+            "setup timed out: {} of {n} clients done",
+            shared.setup_done.load(Ordering::Acquire)
+        ));
+    }
+    let failed = shared.setup_failed.load(Ordering::Acquire) as usize;
+    let connected = n - failed;
+    let auth_secs = shared
+        .last_auth_us
+        .load(Ordering::Acquire)
+        .saturating_sub(connect_start_us) as f64
+        / 1e6;
+    let after_connect = sample(pid);
+    let connect_rate = connected as f64 / auth_secs.max(1e-9);
+    say!(
+        "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s",
+        args.label,
+        after_connect.server_cpu - before_connect.server_cpu
+    );
+
+    let mut result = vec![
+        ("label", args.label.clone()),
+        ("clients", n.to_string()),
+        ("connected", connected.to_string()),
+        ("encrypted", enc_count.to_string()),
+        ("connect_per_s", format!("{connect_rate:.0}")),
+        (
+            "connect_server_cpu_s",
+            format!(
+                "{:.3}",
+                after_connect.server_cpu - before_connect.server_cpu
+            ),
+        ),
+    ];
+
+    if args.messages == 0 {
+        // ---- idle: memory per authenticated connection ----
+        tokio::time::sleep(Duration::from_secs_f64(args.settle.max(0.0))).await;
+        let settled = sample(pid);
+        let per_conn = (settled
+            .server_rss_kib
+            .saturating_sub(before_connect.server_rss_kib)) as f64
+            * 1024.0
+            / connected.max(1) as f64;
+        say!(
+            "[{}] idle: server RSS {} KiB → {} KiB = {:.0} B per connection",
+            args.label,
+            before_connect.server_rss_kib,
+            settled.server_rss_kib,
+            per_conn
+        );
+        result.push(("rss_base_kib", before_connect.server_rss_kib.to_string()));
+        result.push(("rss_kib", settled.server_rss_kib.to_string()));
+        result.push(("rss_per_conn_b", format!("{per_conn:.0}")));
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        print_result(&result);
+        return Ok(());
+    }
+
+    // ---- publish ----
+    let redis_url = args.redis.as_deref().unwrap_or_default();
+    let client = redis::Client::open(redis_url).map_err(|e| format!("redis {redis_url}: {e}"))?;
+    let con = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("redis {redis_url}: {e}"))?;
+    let mut publisher = Publisher {
+        con,
+        channel: format!("ws:room:{}", args.room),
+        room: serde_json::Value::from(args.room.as_str()).to_string(),
+        pad: "x".repeat(args.payload),
+        shared: shared.clone(),
+    };
+
+    // Probes until every client is in the room (there is no join acknowledgement): one every
+    // 250 ms, so probe traffic stays negligible next to the measured messages.
+    let probe_deadline = Instant::now() + Duration::from_secs(30);
+    let mut probe = PROBE_BASE;
+    let all_in = || shared.probed.load(Ordering::Acquire) as usize >= connected;
+    while !all_in() && Instant::now() < probe_deadline {
+        publisher.publish(&[probe]).await?;
+        probe += 1;
+        let next = tokio::time::Instant::now() + Duration::from_millis(250);
+        while !all_in() && tokio::time::Instant::now() < next {
+            let _ = tokio::time::timeout_at(next, shared.probe_notify.notified()).await;
+        }
+    }
+    let in_room = shared.probed.load(Ordering::Acquire);
+    if (in_room as usize) < connected {
+        say!(
+            "[{}] warning: only {in_room} of {connected} clients confirmed in the room",
+            args.label
+        );
+    }
+    shared.expected.store(in_room, Ordering::Release);
+    // Let the last probes' deliveries drain before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let start = sample(pid);
+    let start_us = shared.now_us();
+    let stall = Duration::from_secs_f64(args.stall_timeout.max(0.1));
+    let total = u64::from(args.messages);
+    let mut last_progress = (0u64, Instant::now());
+    let mut stalled = false;
+    if let Some(rate) = args.rate {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for seq in 0..total {
+            tick.tick().await;
+            publisher.publish(&[seq]).await?;
+        }
+    }
+    let mut next = if args.rate.is_some() { total } else { 0 };
+    loop {
+        let completed = shared.completed.load(Ordering::Acquire);
+        if completed >= total {
+            break;
+        }
+        if next < total && next - completed.min(next) < u64::from(args.window) {
+            let room = u64::from(args.window) - (next - completed.min(next));
+            let batch: Vec<u64> = (next..total.min(next + room)).collect();
+            publisher.publish(&batch).await?;
+            next += batch.len() as u64;
+            continue;
+        }
+        if completed != last_progress.0 {
+            last_progress = (completed, Instant::now());
+        } else if last_progress.1.elapsed() >= stall {
+            stalled = true;
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), shared.progress.notified()).await;
+    }
+    let end = sample(pid);
+    let _ = stop_tx.send(true);
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        if let Ok(stats) = t.await {
+            all.push(stats);
+        }
+    }
+
+    // ---- report ----
+    // From the first publish to the last counted delivery (not to the stall timeout).
+    let wall = shared
+        .last_delivery_us
+        .load(Ordering::Acquire)
+        .saturating_sub(start_us) as f64
+        / 1e6;
+    let received: u64 = all.iter().map(|s| s.received).sum();
+    let duplicates: u64 = all.iter().map(|s| s.duplicates).sum();
+    let bad: u64 = all.iter().map(|s| s.bad).sum();
+    let errors: u64 = all.iter().map(|s| s.errors).sum();
+    let closed_early = all.iter().filter(|s| s.ok && s.closed_early).count();
+    let expected_total = u64::from(in_room) * total;
+    let lost = expected_total.saturating_sub(received);
+    let server_cpu = end.server_cpu - start.server_cpu;
+    let own_cpu = end.own_cpu - start.own_cpu;
+    let measured_wall = end.wall_since(&start);
+    let per_m = server_cpu / (received.max(1) as f64 / 1e6);
+    let rate = received as f64 / wall.max(1e-9);
+    say!(
+        "[{}] {received} deliveries of {expected_total} ({lost} lost, {duplicates} duplicate, {bad} bad, {errors} error events, {closed_early} closed early){} in {wall:.2} s = {rate:.0}/s",
+        args.label,
+        if stalled { ", STALLED" } else { "" }
+    );
+    say!(
+        "[{}] server CPU {server_cpu:.2} s = {per_m:.3} CPU-s per 1M deliveries; server RSS {} KiB",
+        args.label,
+        end.server_rss_kib
+    );
+    let own_cores = own_cpu / measured_wall.max(1e-9);
+    say!(
+        "[{}] generator CPU {own_cpu:.2} s ({own_cores:.2} cores of {} threads){}",
+        args.label,
+        args.threads,
+        if own_cores > 0.9 {
+            "; the generator used most of a core: the machine, not only the server, limits deliveries/s"
+        } else {
+            ""
+        }
+    );
+    result.extend([
+        ("messages", total.to_string()),
+        ("deliveries", received.to_string()),
+        ("lost", lost.to_string()),
+        ("duplicates", duplicates.to_string()),
+        ("bad", bad.to_string()),
+        ("errors", errors.to_string()),
+        ("stalled", u8::from(stalled).to_string()),
+        ("wall_s", format!("{wall:.3}")),
+        ("deliveries_per_s", format!("{rate:.0}")),
+        ("server_cpu_s", format!("{server_cpu:.3}")),
+        ("cpu_s_per_m", format!("{per_m:.4}")),
+        ("server_rss_kib", end.server_rss_kib.to_string()),
+        ("gen_cpu_s", format!("{own_cpu:.3}")),
+        ("gen_cores", format!("{own_cores:.2}")),
+    ]);
+    for (class, pick) in [("all", None), ("plain", Some(false)), ("enc", Some(true))] {
+        if pick.is_some() && (enc_count == 0 || enc_count == n) {
+            continue;
+        }
+        let mut lat: Vec<u32> = all
+            .iter()
+            .filter(|s| pick.is_none_or(|e| s.encrypted == e))
+            .flat_map(|s| s.latencies_us.iter().copied())
+            .collect();
+        lat.sort_unstable();
+        let (p50, p90, p99) = (
+            percentile(&lat, 50.0),
+            percentile(&lat, 90.0),
+            percentile(&lat, 99.0),
+        );
+        say!(
+            "[{}] latency ({class}, {} samples): p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms",
+            args.label,
+            lat.len()
+        );
+        let key = |k: &'static str| -> &'static str {
+            match (class, k) {
+                ("all", "50") => "p50_ms",
+                ("all", "90") => "p90_ms",
+                ("all", _) => "p99_ms",
+                ("plain", "50") => "plain_p50_ms",
+                ("plain", "90") => "plain_p90_ms",
+                ("plain", _) => "plain_p99_ms",
+                (_, "50") => "enc_p50_ms",
+                (_, "90") => "enc_p90_ms",
+                _ => "enc_p99_ms",
+            }
+        };
+        result.push((key("50"), format!("{p50:.3}")));
+        result.push((key("90"), format!("{p90:.3}")));
+        result.push((key("99"), format!("{p99:.3}")));
+    }
+    print_result(&result);
+    if lost > 0 || duplicates > 0 {
+        return Err(format!("{lost} lost and {duplicates} duplicate deliveries"));
+    }
+    Ok(())
+}
+
+fn print_result(fields: &[(&str, String)]) {
+    let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    say!("RESULT {}", line.join(" "));
+}
+
+/// Publishes the reference envelope on the room's channel, pipelined.
+struct Publisher {
+    con: redis::aio::MultiplexedConnection,
+    channel: String,
+    /// The room as a JSON string.
+    room: String,
+    pad: String,
+    shared: Arc<Shared>,
+}
+
+impl Publisher {
+    async fn publish(&mut self, seqs: &[u64]) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for &seq in seqs {
+            let ts = self.shared.now_us();
+            let envelope = format!(
+                r#"{{"serverId":"emitter","type":"room","target":{},"event":"bench","data":{{"seq":{seq},"ts":{ts},"pad":"{}"}}}}"#,
+                self.room, self.pad
+            );
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(envelope);
+        }
+        let receivers: Vec<i64> = pipe
+            .query_async(&mut self.con)
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
+        if receivers.first() == Some(&0) && seqs.first().is_some_and(|s| *s < PROBE_BASE) {
+            return Err(format!(
+                "nobody is subscribed to {} (is the server on this Redis?)",
+                self.channel
+            ));
+        }
+        Ok(())
+    }
+}
