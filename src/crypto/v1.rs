@@ -2,13 +2,16 @@
 //!
 //! P-256 ECDH between the server's long-term key and the client's key → HKDF-SHA256
 //! (`salt` = 32 random bytes sent in `connected`, `info` = [`HKDF_INFO`]) → a 32-byte
-//! AES-256-GCM key. Each message gets a random 12-byte IV; the 16-byte tag is appended to the
+//! AES-256-GCM key. Each message gets a fresh 12-byte IV (a random per-key start plus a
+//! counter, so IVs never repeat under one key); the 16-byte tag is appended to the
 //! ciphertext; IV and ciphertext travel as standard base64 in
 //! `{"event":"encrypted","data":{"iv":"..","ct":".."}}`.
 //!
 //! What v1 does not give (it is the spec's profile, kept for compatibility): forward secrecy
-//! (the server key is long-term), replay or reorder protection (IVs are random, not counters),
+//! (the server key is long-term), replay or reorder protection (the receiver checks no sequence),
 //! and it only covers server → client traffic. Encryption v2 addresses these.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes_gcm::aead::Tag;
 use aes_gcm::aead::inout::InOutBuf;
@@ -53,6 +56,10 @@ pub struct V1Key {
     /// SECURITY: built with aes-gcm's `zeroize` feature, so dropping it wipes the round keys
     /// and the GHASH key.
     cipher: Aes256Gcm,
+    /// A random 96-bit starting IV, drawn once per key.
+    iv_base: [u8; IV_LEN],
+    /// How many IVs this key has handed out.
+    iv_count: AtomicU64,
 }
 
 impl V1Key {
@@ -88,12 +95,36 @@ impl V1Key {
     }
 
     fn from_key(key: &[u8; KEY_LEN]) -> Self {
+        // A failing OS generator here leaves a zero base; the counter still keeps this key's
+        // IVs distinct (see `next_iv`).
         Self {
             cipher: Aes256Gcm::new(key.into()),
+            iv_base: random_bytes().unwrap_or([0; IV_LEN]),
+            iv_count: AtomicU64::new(0),
         }
     }
 
-    /// Encrypts `plaintext` under a fresh random IV, authenticating `aad` too (`None` and an
+    /// The next IV: the random base plus a per-key counter in its low 64 bits.
+    ///
+    /// SECURITY: GCM needs IVs that never repeat under one key. A counter guarantees that for
+    /// this key object (2^64 messages) with no system call per message; the random 96-bit base
+    /// keeps two objects holding the same key bytes (an application calling
+    /// [`V1Key::from_bytes`] twice) from walking the same IV sequence, except with negligible
+    /// probability. This is NIST SP 800-38D's deterministic construction with a random start.
+    fn next_iv(&self) -> Result<[u8; IV_LEN], CryptoError> {
+        let n = self.iv_count.fetch_add(1, Ordering::Relaxed);
+        if n == u64::MAX {
+            return Err(CryptoError);
+        }
+        let mut iv = self.iv_base;
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&iv[4..]);
+        let low = u64::from_be_bytes(low).wrapping_add(n);
+        iv[4..].copy_from_slice(&low.to_be_bytes());
+        Ok(iv)
+    }
+
+    /// Encrypts `plaintext` under a fresh IV (see `next_iv`), authenticating `aad` too (`None` and an
     /// empty slice are the same in GCM). Returns the IV and `ciphertext ‖ tag`.
     ///
     /// # Errors
@@ -103,7 +134,7 @@ impl V1Key {
         plaintext: &[u8],
         aad: Option<&[u8]>,
     ) -> Result<([u8; IV_LEN], Vec<u8>), CryptoError> {
-        let iv = random_iv()?;
+        let iv = self.next_iv()?;
         let ct = self.seal_with_iv(&iv, plaintext, aad)?;
         Ok((iv, ct))
     }
@@ -137,7 +168,7 @@ impl V1Key {
     /// # Errors
     /// [`CryptoError`] if the random number generator fails or the frame is too long for GCM.
     pub fn seal_frame(&self, frame: &[u8]) -> Result<String, CryptoError> {
-        self.seal_frame_with_iv(&random_iv()?, frame)
+        self.seal_frame_with_iv(&self.next_iv()?, frame)
     }
 
     fn seal_frame_with_iv(&self, iv: &[u8; IV_LEN], frame: &[u8]) -> Result<String, CryptoError> {
@@ -275,14 +306,6 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(bytes)
 }
 
-/// A fresh random IV.
-///
-/// SECURITY: 96-bit random IVs under one key stay below the GCM collision bound
-/// (2^-32) for up to 2^32 messages, far beyond one connection's lifetime.
-fn random_iv() -> Result<[u8; IV_LEN], CryptoError> {
-    random_bytes()
-}
-
 /// A fresh random HKDF salt for one handshake.
 ///
 /// # Panics
@@ -359,12 +382,39 @@ mod tests {
     }
 
     #[test]
-    fn random_ivs_differ() {
+    fn ivs_never_repeat_under_one_key() {
         let k = key();
         let (iv1, ct1) = k.seal(b"same", None).expect("seal");
         let (iv2, ct2) = k.seal(b"same", None).expect("seal");
         assert_ne!(iv1, iv2);
         assert_ne!(ct1, ct2);
+        let ivs: std::collections::HashSet<_> = (0..10_000)
+            .map(|_| k.seal(b"", None).expect("seal").0)
+            .collect();
+        assert_eq!(ivs.len(), 10_000);
+        // Two objects with the same key bytes start from different random bases.
+        let other = key();
+        assert_ne!(
+            other.seal(b"", None).expect("seal").0,
+            key().seal(b"", None).expect("seal").0
+        );
+    }
+
+    #[test]
+    fn the_counter_wraps_within_the_low_64_bits_only() {
+        let k = key();
+        let mut base = k.iv_base;
+        base[4..].copy_from_slice(&u64::MAX.to_be_bytes());
+        let k = V1Key { iv_base: base, ..k };
+        let first = k.next_iv().expect("iv");
+        let second = k.next_iv().expect("iv");
+        assert_eq!(first[..4], second[..4]);
+        assert_eq!(second[4..], [0; 8]);
+        k.iv_count.store(u64::MAX, Ordering::Relaxed);
+        assert!(
+            k.next_iv().is_err(),
+            "never reuse: exhausted keys refuse to seal"
+        );
     }
 
     #[test]

@@ -38,9 +38,10 @@ impl TransportOptions {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default for [`TransportOptions::backpressure_limit`]: 1 MiB.
     pub const BACKPRESSURE_LIMIT: usize = 1024 * 1024;
-    /// Default for [`TransportOptions::read_buffer_size`]: 4 KiB (axum's default is 128 KiB per
-    /// connection, which dominates memory for idle connections).
-    pub const READ_BUFFER_SIZE: usize = 4 * 1024;
+    /// Default for [`TransportOptions::read_buffer_size`]: 1 KiB. The buffer is allocated up
+    /// front for every connection, and client frames are small (axum's default is 128 KiB, which
+    /// would dominate the memory of idle connections); larger frames are read in several chunks.
+    pub const READ_BUFFER_SIZE: usize = 1024;
     /// Default for [`TransportOptions::write_buffer_size`]: 16 KiB.
     pub const WRITE_BUFFER_SIZE: usize = 16 * 1024;
 }

@@ -108,10 +108,15 @@ impl Outbox {
             }
             return Push::Dropped;
         }
+        let was_empty = state.items.is_empty();
         state.bytes += cost;
         state.items.push_back(item);
         drop(state);
-        self.wake.notify_one();
+        // The writer drains everything each time it wakes, so only the first item of a batch
+        // needs to wake it (a stored permit covers a writer that is not waiting yet).
+        if was_empty {
+            self.wake.notify_one();
+        }
         Push::Queued
     }
 

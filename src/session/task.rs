@@ -689,49 +689,23 @@ async fn write_loop(
         };
         match next {
             Next::Frames => {
-                let mut failed = false;
-                let mut fatal = false;
-                let mut written = 0;
-                for item in batch.drain(..) {
-                    let text = match item {
-                        Queued::Frame(frame) => frame,
-                        Queued::Install(sealer) => {
-                            v2_sealer = Some(sealer);
-                            continue;
-                        }
-                        Queued::Seal(msg) if matches!(client.sealer.get(), Some(Sealer::V2)) => {
-                            match v2_sealer.as_mut().map(|s| s.seal(msg.frame.as_bytes())) {
-                                Some(Ok(record)) => Utf8Bytes::from(record),
-                                _ => {
-                                    // SECURITY: the hard record limit (or no sealer): the
-                                    // channel cannot go on, and skipping would be a gap.
-                                    tracing::warn!(client = %client.id, "v2 sealing failed; closing");
-                                    fatal = true;
-                                    break;
-                                }
-                            }
-                        }
-                        Queued::Seal(msg) => {
-                            match seal(&client, &msg, cfg.transformer.as_ref()).await {
-                                Some(text) => text,
-                                None => continue,
-                            }
-                        }
-                    };
-                    if !ok(tokio::time::timeout(limit, sink.feed(Message::Text(text))).await) {
-                        failed = true;
+                // One deadline for the whole batch: a timer per frame costs more than the write.
+                let written = tokio::time::timeout(
+                    limit,
+                    write_batch(&mut sink, &client, &mut batch, &mut v2_sealer, &cfg),
+                )
+                .await;
+                match written {
+                    Ok(BatchEnd::Written(n)) => Counters::add(&cfg.counters.frames_out, n),
+                    Ok(BatchEnd::Fatal(n)) => {
+                        Counters::add(&cfg.counters.frames_out, n);
+                        send_close(&mut sink, CloseCode::EncryptionRequired, limit).await;
                         break;
                     }
-                    written += 1;
-                }
-                Counters::add(&cfg.counters.frames_out, written);
-                if failed || !ok(tokio::time::timeout(limit, sink.flush()).await) {
-                    tracing::debug!(client = %client.id, "write failed or timed out");
-                    break;
-                }
-                if fatal {
-                    send_close(&mut sink, CloseCode::EncryptionRequired, limit).await;
-                    break;
+                    Ok(BatchEnd::Failed) | Err(_) => {
+                        tracing::debug!(client = %client.id, "write failed or timed out");
+                        break;
+                    }
                 }
                 client.outbox.drained();
             }
@@ -743,6 +717,77 @@ async fn write_loop(
         }
     }
     client.outbox.shut();
+}
+
+/// How writing one batch ended.
+enum BatchEnd {
+    /// Every frame written and flushed.
+    Written(u64),
+    /// The v2 channel cannot go on (record limit, no sealer); these were flushed first.
+    Fatal(u64),
+    /// The socket failed.
+    Failed,
+}
+
+/// Seals between yields: a writer sealing a long batch lets other connections' writers run.
+const SEALS_PER_YIELD: usize = 16;
+
+/// Feeds every frame of a batch (sealing as needed), then flushes once.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    client: &Client,
+    batch: &mut Vec<Queued>,
+    v2_sealer: &mut Option<Box<v2::Sealer>>,
+    cfg: &WriterConfig,
+) -> BatchEnd {
+    let mut written = 0;
+    let mut sealed = 0usize;
+    let mut fatal = false;
+    for item in batch.drain(..) {
+        let text = match item {
+            Queued::Frame(frame) => frame,
+            Queued::Install(sealer) => {
+                *v2_sealer = Some(sealer);
+                continue;
+            }
+            Queued::Seal(msg) => {
+                sealed += 1;
+                if sealed % SEALS_PER_YIELD == 0 {
+                    tokio::task::yield_now().await;
+                }
+                if matches!(client.sealer.get(), Some(Sealer::V2)) {
+                    match v2_sealer.as_mut().map(|s| s.seal(msg.frame.as_bytes())) {
+                        Some(Ok(record)) => Utf8Bytes::from(record),
+                        _ => {
+                            // SECURITY: the hard record limit (or no sealer): the channel cannot
+                            // go on, and skipping would be a gap.
+                            tracing::warn!(client = %client.id, "v2 sealing failed; closing");
+                            fatal = true;
+                            break;
+                        }
+                    }
+                } else {
+                    match seal(client, &msg, cfg.transformer.as_ref()).await {
+                        Some(text) => text,
+                        None => continue,
+                    }
+                }
+            }
+        };
+        if sink.feed(Message::Text(text)).await.is_err() {
+            return BatchEnd::Failed;
+        }
+        written += 1;
+    }
+    batch.clear();
+    if sink.flush().await.is_err() {
+        return BatchEnd::Failed;
+    }
+    if fatal {
+        BatchEnd::Fatal(written)
+    } else {
+        BatchEnd::Written(written)
+    }
 }
 
 /// Sends a close frame (or, if the peer closed first, the echo of its close frame).
