@@ -48,8 +48,9 @@ pub struct Envelope {
     pub target: Option<String>,
     /// The event to deliver.
     pub event: String,
-    /// The payload, raw JSON (`null` when absent).
-    #[serde(default)]
+    /// The payload, raw JSON (`null` when absent). Left out when absent, as JavaScript's
+    /// `JSON.stringify` does, so a parsed envelope never grows when re-serialized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Box<RawValue>>,
     /// Client ids that must not receive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +266,14 @@ mod tests {
             Envelope::parse(past.as_bytes(), &l).unwrap_err(),
             EnvelopeError::TooLarge
         );
+        // An envelope without data accepted at the limit re-serializes within it.
+        let head = r#"{"serverId":"x","type":"broadcast","event":""#;
+        let no_data = format!(
+            "{head}{}\"}}",
+            "e".repeat(l.max_envelope_bytes - head.len() - 2)
+        );
+        let parsed = Envelope::parse(no_data.as_bytes(), &l).unwrap();
+        assert!(Envelope::parse(parsed.to_json().as_bytes(), &l).is_ok());
         let big = vec![b' '; l.max_envelope_bytes + 1];
         assert_eq!(
             Envelope::parse(&big, &l).unwrap_err(),

@@ -1,0 +1,284 @@
+// What every fuzz target asserts, one function per target, each taking the raw fuzzer input.
+//
+// This file is `include!`d twice: by the fuzz crate (`fuzz/src/lib.rs`, called from the
+// three-line targets in `fuzz/fuzz_targets/`) and by `tests/fuzz_corpus.rs`, which replays
+// every committed `fuzz/corpus/<target>/*` file through the same function on stable
+// `cargo test`. It uses only sealcast's public API, `base64` and `serde_json`, which both
+// sides depend on. (Plain comments, not `//!`: an included file cannot carry inner docs.)
+//
+// Every function must return normally for every input; a panic is a finding. Each returns
+// whether the input was accepted (so the round trip ran), which lets the corpus replay check
+// that the seeds still reach the accepting paths.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sealcast::crypto::v2::{
+    self, ClientHandshake, Direction, Established, MAX_RECORDS, Opener, PinnedServerKey,
+    REKEY_INTERVAL, Sealer, ServerHandshake, ServerSigningKey,
+};
+use sealcast::crypto::{CryptoError, KeyPair, PublicKey, V1Key};
+use sealcast::protocol::{Channel, Envelope, InboundFrame, Limits, encode_frame};
+
+/// The fixed AES-256 key `v1_open` opens and seals with (its seeds were sealed under it).
+pub const V1_FUZZ_KEY: [u8; 32] = *b"sealcast fuzz v1 key, not secret";
+
+/// Separates the base64 IV from the base64 ciphertext in a textual `v1_open` input.
+pub const V1_SEPARATOR: char = ':';
+
+/// `frame_parse`: [`InboundFrame::parse`] never panics; a parsed frame, re-encoded with
+/// [`encode_frame`] (what the server sends), parses back to the same event and data.
+/// Accepted: a frame with an event.
+pub fn frame_parse(data: &[u8]) -> bool {
+    let limits = Limits::default();
+    let Ok(Some(frame)) = InboundFrame::parse(data, &limits) else {
+        return false;
+    };
+    assert!(!frame.event.is_empty(), "empty events are dropped");
+    assert!(frame.event.len() <= limits.max_event_name_bytes);
+    let _ = frame.system_event();
+    let text = encode_frame(&frame.event, frame.data_or_null());
+    let again = InboundFrame::parse(text.as_bytes(), &limits)
+        .expect("an encoded frame parses")
+        .expect("an encoded frame has its event");
+    assert_eq!(again.event, frame.event, "event survives re-encoding");
+    assert_eq!(again.data_or_null().get(), frame.data_or_null().get());
+    assert_eq!(again.id, None, "encode_frame writes no id");
+    true
+}
+
+/// `envelope_parse`: [`Envelope::parse`] never panics; an accepted envelope re-serialized
+/// with [`Envelope::to_json`] parses back to the same fields, and it matches the channel it
+/// names. Accepted: the envelope parsed.
+pub fn envelope_parse(data: &[u8]) -> bool {
+    let limits = Limits::default();
+    let Ok(envelope) = Envelope::parse(data, &limits) else {
+        return false;
+    };
+    let json = envelope.to_json();
+    let again = Envelope::parse(json.as_bytes(), &limits).expect("to_json output parses");
+    assert_eq!(again.server_id, envelope.server_id);
+    assert_eq!(again.kind, envelope.kind);
+    assert_eq!(again.target, envelope.target);
+    assert_eq!(again.event, envelope.event);
+    assert_eq!(again.data_json(), envelope.data_json());
+    assert_eq!(again.exclude, envelope.exclude);
+    assert_eq!(again.to_json(), json, "serialization is stable");
+    let channel = envelope.channel();
+    assert!(envelope.matches_channel(&channel.name()));
+    assert_eq!(Channel::parse(&channel.name()), Some(channel));
+    true
+}
+
+/// `v1_open`: [`V1Key::open`] never panics, whether the input is read as text
+/// `iv_b64:ct_b64` or as raw `iv ‖ ciphertext ‖ tag` bytes; whatever opens was given in
+/// canonical base64; and [`V1Key::seal_frame`] of the input opens back to the input.
+/// Accepted: the input opened in either reading.
+pub fn v1_open(data: &[u8]) -> bool {
+    let key = V1Key::from_bytes(V1_FUZZ_KEY);
+    let mut opened = false;
+    if let Ok(text) = std::str::from_utf8(data) {
+        let (iv, ct) = text.split_once(V1_SEPARATOR).unwrap_or((text, ""));
+        if key.open(iv, ct, None).is_ok() {
+            // SECURITY: one encoding per message: no second spelling of a sealed frame opens.
+            for field in [iv, ct] {
+                let bytes = STANDARD.decode(field).expect("an opened field is base64");
+                assert_eq!(STANDARD.encode(bytes), field, "opened field is canonical");
+            }
+            opened = true;
+        }
+        let _ = key.open(iv, ct, Some(b"aad"));
+    }
+    let (iv, ct) = data.split_at(data.len().min(12));
+    opened |= key
+        .open(&STANDARD.encode(iv), &STANDARD.encode(ct), None)
+        .is_ok();
+
+    let sealed = key.seal_frame(data).expect("seal_frame");
+    let frame: serde_json::Value = serde_json::from_str(&sealed).expect("a sealed frame is JSON");
+    assert_eq!(frame["event"], "encrypted");
+    let field = |name: &str| frame["data"][name].as_str().expect("a base64 field");
+    let round_trip = key
+        .open(field("iv"), field("ct"), None)
+        .expect("own seal opens");
+    assert_eq!(round_trip, data, "seal_frame then open returns the input");
+    opened
+}
+
+/// `public_key_import`: [`PublicKey::from_raw`] and [`PublicKey::from_b64`] never panic; an
+/// accepted key was given in its one canonical encoding (`to_raw` / `to_b64` give the input
+/// back) and imports again from the other encoding. Accepted: either import succeeded.
+pub fn public_key_import(data: &[u8]) -> bool {
+    let mut accepted = false;
+    if let Ok(key) = PublicKey::from_raw(data) {
+        assert_eq!(&key.to_raw()[..], data, "raw import is strict");
+        let again = PublicKey::from_b64(&key.to_b64()).expect("to_b64 output imports");
+        assert_eq!(again, key);
+        accepted = true;
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(key) = PublicKey::from_b64(text)
+    {
+        assert_eq!(key.to_b64(), text, "base64 import is strict");
+        let again = PublicKey::from_raw(&key.to_raw()).expect("to_raw output imports");
+        assert_eq!(again, key);
+        accepted = true;
+    }
+    accepted
+}
+
+/// The fixed client of `v2_handshake`: its P-256 secret scalar and its nonce.
+pub const V2_CLIENT_SECRET: [u8; 32] = [0x11; 32];
+/// See [`V2_CLIENT_SECRET`].
+pub const V2_CLIENT_NONCE: [u8; 32] = [0x22; 32];
+/// The fixed server of `v2_handshake`: its "ephemeral" secret scalar, nonce and signing key.
+pub const V2_SERVER_SECRET: [u8; 32] = [0x33; 32];
+/// See [`V2_SERVER_SECRET`].
+pub const V2_SERVER_NONCE: [u8; 32] = [0x44; 32];
+/// See [`V2_SERVER_SECRET`].
+pub const V2_SIGNING_SECRET: [u8; 32] = [0x55; 32];
+/// The fixed client → server traffic secret `v2_record` opens with.
+pub const V2_RECORD_SECRET: [u8; 32] = *b"sealcast fuzz v2 traffic secret!";
+/// Separates the records of one `v2_record` input.
+pub const V2_RECORD_SEPARATOR: char = '\n';
+
+/// The fixed client, offering `offered`, and its hello frame.
+pub fn v2_client(offered: &[&str]) -> (ClientHandshake, String) {
+    let key = KeyPair::from_secret_bytes(&V2_CLIENT_SECRET).expect("fixed client key");
+    ClientHandshake::start_with(key, V2_CLIENT_NONCE, offered).expect("fixed client hello")
+}
+
+/// The fixed server's (signed) answer to `hello`: its state and its hello frame.
+pub fn v2_accept(hello: &v2::ClientHello) -> Result<(ServerHandshake, String), CryptoError> {
+    let signing = ServerSigningKey::from_secret_bytes(&V2_SIGNING_SECRET).expect("signing key");
+    let key = KeyPair::from_secret_bytes(&V2_SERVER_SECRET).expect("fixed server key");
+    v2::accept_with(hello, Some(&signing), key, V2_SERVER_NONCE)
+}
+
+/// The fixed server's signing key as a client pins it.
+pub fn v2_pinned() -> PinnedServerKey {
+    let signing = ServerSigningKey::from_secret_bytes(&V2_SIGNING_SECRET).expect("signing key");
+    PinnedServerKey::from_b64(&signing.public_key_b64()).expect("pinned key")
+}
+
+/// The fixed client's hello offering only `sealcast-v2`, as the server parses it.
+pub fn v2_own_hello() -> v2::ClientHello {
+    let (_, frame) = v2_client(&[v2::VERSION]);
+    v2::hello_data(&frame)
+        .and_then(v2::parse_client_hello)
+        .expect("own hello parses")
+}
+
+/// Both ends of an established channel exchange `frame` and two more records each way.
+fn v2_exchange(mut client: Established, mut server: Established, frame: &[u8]) {
+    for frame in [frame, b"", br#"{"event":"chat","data":1}"#] {
+        let record = client.sealer().seal(frame).expect("client seals");
+        let opened = server.opener().open(&record).expect("server opens");
+        assert_eq!(opened, frame, "client to server");
+        let record = server.sealer().seal(frame).expect("server seals");
+        let opened = client.opener().open(&record).expect("client opens");
+        assert_eq!(opened, frame, "server to client");
+    }
+}
+
+/// `v2_handshake`: the handshake parsers never panic, read as the server reads a client hello
+/// (a whole `handshake` frame or its `data`) and as a client reads a server hello. A parsed
+/// client hello is accepted exactly when it offers v2, and the server's answer verifies
+/// (pinned) exactly for the client that sent that hello, which then establishes a channel
+/// whose records round-trip. A server hello verifies only if it is the fixed server's genuine
+/// answer (up to JSON spelling and, unpinned, the signature's bytes), and then the channel
+/// works too. Accepted: a client hello parsed, or a server hello verified.
+pub fn v2_handshake(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let mut accepted = false;
+    let hello_text = v2::hello_data(text).unwrap_or(text);
+    if let Ok(hello) = v2::parse_client_hello(hello_text) {
+        accepted = true;
+        let answer = v2_accept(&hello);
+        assert_eq!(
+            answer.is_ok(),
+            hello.offers_v2(),
+            "accepted iff v2 is offered"
+        );
+        if let Ok((server, server_hello)) = answer {
+            let offered: Vec<&str> = hello.offered().iter().map(String::as_str).collect();
+            let (client, own_hello) = v2_client(&offered);
+            let own = v2::hello_data(&own_hello).and_then(v2::parse_client_hello);
+            // `ClientHello` has no accessors for its key and nonce; its `Debug` shows all.
+            let is_own = format!("{:?}", own.expect("own hello parses")) == format!("{hello:?}");
+            let server_data = v2::hello_data(&server_hello).expect("server hello frame");
+            let finished = client.finish(server_data, Some(&v2_pinned()));
+            assert_eq!(
+                finished.is_ok(),
+                is_own,
+                "verifies iff the hello was this client's"
+            );
+            if let Ok((client, fin)) = finished {
+                let server = server.finish(&fin).expect("the client's fin verifies");
+                v2_exchange(client, server, data);
+            }
+        }
+    }
+    let pinned = v2_pinned();
+    for pin in [None, Some(&pinned)] {
+        let (client, _) = v2_client(&[v2::VERSION]);
+        if let Ok((client, fin)) = client.finish(hello_text, pin) {
+            accepted = true;
+            let (server, _) = v2_accept(&v2_own_hello()).expect("the genuine server hello");
+            let server = server.finish(&fin).expect("genuine server takes the fin");
+            v2_exchange(client, server, data);
+        }
+    }
+    accepted
+}
+
+/// `v2_record`: [`Opener::open`] never panics on the input read as records (one per line)
+/// opened in order; once one fails, it and every later one fail and the opener says it is
+/// poisoned; `next_seq` counts the records opened. Also, whatever the input: sealed as a
+/// record it opens back to itself (at the start, across an epoch boundary and at the hard
+/// limit, which then refuses), and not in the other direction. Accepted: a record opened.
+pub fn v2_record(data: &[u8]) -> bool {
+    let c2s = Direction::ClientToServer;
+    let pair = |seq| {
+        let sealer = Sealer::from_secret_for_testing(V2_RECORD_SECRET, c2s, seq);
+        let opener = Opener::from_secret_for_testing(V2_RECORD_SECRET, c2s, seq);
+        (sealer.expect("sealer"), opener.expect("opener"))
+    };
+    for (seq, records) in [(0, 2), (REKEY_INTERVAL - 1, 2), (MAX_RECORDS - 1, 1)] {
+        let (mut sealer, mut opener) = pair(seq);
+        for _ in 0..records {
+            let record = sealer.seal(data).expect("seal");
+            assert_eq!(
+                opener.open(&record).expect("open"),
+                data,
+                "record round trip"
+            );
+        }
+        if seq == MAX_RECORDS - 1 {
+            assert!(sealer.seal(data).is_err(), "hard limit");
+        }
+    }
+    let record = pair(0).0.seal(data).expect("seal");
+    let mut reflected =
+        Opener::from_secret_for_testing(V2_RECORD_SECRET, Direction::ServerToClient, 0)
+            .expect("opener");
+    assert!(reflected.open(&record).is_err(), "a reflected record fails");
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let mut opener = pair(0).1;
+    let (mut opened, mut failed) = (0, false);
+    for record in text.split(V2_RECORD_SEPARATOR) {
+        if opener.open(record).is_ok() {
+            assert!(!failed, "nothing opens after a failure");
+            opened += 1;
+        } else {
+            failed = true;
+        }
+        assert_eq!(opener.is_poisoned(), failed);
+        assert_eq!(opener.next_seq(), opened);
+    }
+    opened > 0
+}
