@@ -1,5 +1,5 @@
-//! The connection task: reads frames, drives the [`Session`] state machine, runs the hooks in
-//! order for this client, and owns the writer that drains the [`Outbox`].
+//! The connection task, one per connection: reads frames, drives the [`Session`] state machine,
+//! runs the hooks in order for this client, and writes what the [`Outbox`] holds.
 
 use std::{
     collections::HashSet,
@@ -10,10 +10,7 @@ use std::{
 };
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{
-    SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
@@ -83,21 +80,18 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
     if shared.shutting_down.load(Ordering::Acquire) {
         client.outbox.close(CloseCode::GoingAway);
     }
-    let (sink, stream) = socket.split();
     let ping_every = (transport.send_pings && !transport.idle_timeout.is_zero())
         .then(|| transport.idle_timeout / 2);
-    let transformer = shared.encryption.transformer.clone();
-    let counters = shared.hub.counters.clone();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        client.clone(),
-        WriterConfig {
+    let writer = Writer {
+        batch: Vec::new(),
+        v2_sealer: None,
+        cfg: WriterConfig {
             ping_every,
             write_timeout: shared.options.limits.write_timeout,
-            transformer,
-            counters,
+            transformer: shared.encryption.transformer.clone(),
+            counters: shared.hub.counters.clone(),
         },
-    ));
+    };
     let mut conn = Connection {
         session: Session::new(
             Instant::now(),
@@ -109,8 +103,9 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
         channel: Channel::Plain,
         handshake_permit: None,
         closing: false,
+        writer,
     };
-    let ended_by_us = conn.read_loop(stream, writer).await;
+    let ended_by_us = conn.serve(socket).await;
 
     conn.session.on_close();
     client.set_state(ClientState::Disconnected);
@@ -131,30 +126,82 @@ struct Connection {
     /// A v2 handshake awaiting the client's fin holds an authentication permit, so pending
     /// handshakes count against `Limits::max_pending_auth` like authentications.
     handshake_permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Set when an action queued a close: the reader stops and waits for the writer.
+    /// Set when an action queued a close: reading stops and the queue is written out.
     closing: bool,
+    /// The outbound half: drains the outbox into the socket.
+    writer: Writer,
+}
+
+/// What woke the connection task.
+enum Wake {
+    /// The outbox has frames or a close for the socket.
+    Outbox(Next),
+    /// Time for a transport ping.
+    Ping,
+    /// Authentication finished.
+    Auth(AuthOutcome),
+    /// Something arrived from the peer (or the stream ended).
+    Read(Option<Result<Message, axum::Error>>),
+    /// The auth timer fired.
+    AuthTimer,
+    /// Nothing arrived for the transport idle timeout.
+    Idle,
 }
 
 impl Connection {
-    /// Returns true when the server ended the connection (a close frame was queued).
-    async fn read_loop(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        mut writer: tokio::task::JoinHandle<()>,
-    ) -> bool {
+    /// Serves the socket until the connection ends: reads frames, runs the protocol, and writes
+    /// what the outbox holds, all in this one task (one task per connection, no lock between a
+    /// read half and a write half). Returns true when the server ended the connection.
+    async fn serve(&mut self, mut socket: WebSocket) -> bool {
         let idle_timeout = self.shared.options.transport.idle_timeout;
         let mut idle_deadline = Instant::now() + idle_timeout;
         let mut auth: Option<AuthFuture> = None;
+        let mut ping = self
+            .writer
+            .cfg
+            .ping_every
+            .map(|p| tokio::time::interval_at(Instant::now() + p, p));
         loop {
             let auth_deadline = self.session.auth_deadline();
-            tokio::select! {
-                outcome = async { auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if auth.is_some() => {
-                    auth = None;
-                    if !self.finish_auth(outcome).await {
-                        return self.wait_writer(writer).await;
+            let wake = tokio::select! {
+                next = self.client.outbox.next_batch(&mut self.writer.batch) => Wake::Outbox(next),
+                _ = tick(ping.as_mut()) => Wake::Ping,
+                outcome = async { auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if auth.is_some() => Wake::Auth(outcome),
+                msg = socket.next() => Wake::Read(msg),
+                () = sleep_until_opt(auth_deadline) => Wake::AuthTimer,
+                () = tokio::time::sleep_until(idle_deadline), if !idle_timeout.is_zero() => Wake::Idle,
+            };
+            match wake {
+                Wake::Outbox(next) => {
+                    if self.writer.apply(next, &mut socket, &self.client).await == Wrote::Done {
+                        // A close was sent (sweep, shutdown, backpressure, kick) or the socket
+                        // failed.
+                        return true;
                     }
                 }
-                msg = stream.next() => {
+                Wake::Ping => {
+                    if !self.writer.ping(&mut socket).await {
+                        return false;
+                    }
+                }
+                Wake::Auth(outcome) => {
+                    auth = None;
+                    if !self.finish_auth(outcome).await {
+                        return self.finish(&mut socket).await;
+                    }
+                }
+                Wake::AuthTimer => {
+                    if let Some(code) = self.session.on_tick(Instant::now()) {
+                        self.client.outbox.close(code);
+                        return self.finish(&mut socket).await;
+                    }
+                }
+                Wake::Idle => {
+                    tracing::debug!(client = %self.client.id, "transport idle timeout");
+                    self.client.outbox.close(CloseCode::GoingAway);
+                    return self.finish(&mut socket).await;
+                }
+                Wake::Read(msg) => {
                     let bytes = match msg {
                         Some(Ok(Message::Text(text))) => Some(text.into()),
                         Some(Ok(Message::Binary(bin))) => Some(bin),
@@ -162,14 +209,14 @@ impl Connection {
                         Some(Ok(Message::Close(_))) => {
                             // Complete the closing handshake before dropping the socket.
                             self.client.outbox.close_by_peer();
-                            return self.wait_writer(writer).await;
+                            return self.finish(&mut socket).await;
                         }
                         None => return false,
                         Some(Err(e)) => {
                             if is_capacity_error(&e) {
                                 tracing::debug!(client = %self.client.id, "frame over max payload length");
                                 self.client.outbox.close(CloseCode::MessageTooBig);
-                                return self.wait_writer(writer).await;
+                                return self.finish(&mut socket).await;
                             }
                             tracing::debug!(client = %self.client.id, error = %e, "read error");
                             return false;
@@ -195,11 +242,11 @@ impl Connection {
                         }
                         Inbound::HandshakeFailed => {
                             self.fail_v2(true);
-                            return self.wait_writer(writer).await;
+                            return self.finish(&mut socket).await;
                         }
                         Inbound::RecordFailed => {
                             self.fail_v2(false);
-                            return self.wait_writer(writer).await;
+                            return self.finish(&mut socket).await;
                         }
                         Inbound::Ignore => continue,
                     };
@@ -215,7 +262,7 @@ impl Connection {
                         Admit::Close => {
                             Counters::add(&self.shared.hub.counters.rate_limited, 1);
                             self.client.outbox.close(CloseCode::PolicyViolation);
-                            return self.wait_writer(writer).await;
+                            return self.finish(&mut socket).await;
                         }
                     }
                     self.client.touch(self.shared.hub.clock.now_ms());
@@ -225,31 +272,25 @@ impl Connection {
                         auth = Some(fut);
                     }
                     if self.closing {
-                        return self.wait_writer(writer).await;
+                        return self.finish(&mut socket).await;
                     }
-                }
-                () = sleep_until_opt(auth_deadline) => {
-                    if let Some(code) = self.session.on_tick(Instant::now()) {
-                        self.client.outbox.close(code);
-                        return self.wait_writer(writer).await;
-                    }
-                }
-                () = tokio::time::sleep_until(idle_deadline), if !idle_timeout.is_zero() => {
-                    tracing::debug!(client = %self.client.id, "transport idle timeout");
-                    self.client.outbox.close(CloseCode::GoingAway);
-                    return self.wait_writer(writer).await;
-                }
-                _ = &mut writer => {
-                    // The writer finished: a close was sent (sweep, shutdown, backpressure,
-                    // kick) or the socket failed.
-                    return true;
                 }
             }
         }
     }
 
-    async fn wait_writer(&self, writer: tokio::task::JoinHandle<()>) -> bool {
-        if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer)
+    /// The server is closing: writes out what is queued and the close frame, within
+    /// `CLOSE_FLUSH_TIMEOUT`. Returns true (the server ended the connection).
+    async fn finish(&mut self, socket: &mut WebSocket) -> bool {
+        let drain = async {
+            loop {
+                let next = self.client.outbox.next_batch(&mut self.writer.batch).await;
+                if self.writer.apply(next, socket, &self.client).await == Wrote::Done {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drain)
             .await
             .is_err()
         {
@@ -656,67 +697,86 @@ struct WriterConfig {
     counters: Arc<Counters>,
 }
 
-/// Drains the outbox: every queued frame of a batch is fed, then flushed once. Any write that
-/// blocks longer than the write timeout drops the connection.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    client: Arc<Client>,
+/// Whether the connection goes on after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    More,
+    Done,
+}
+
+/// The outbound half of a connection: the batch being written and the v2 sealer.
+struct Writer {
+    batch: Vec<Queued>,
+    /// The v2 sealer, once the session hands it over through the outbox: owned here alone, so
+    /// its record counter follows the order frames are written in.
+    v2_sealer: Option<Box<v2::Sealer>>,
     cfg: WriterConfig,
-) {
-    let mut batch: Vec<Queued> = Vec::new();
-    // The v2 sealer, once the session hands it over: owned here alone, so its record counter
-    // follows the order frames are written in.
-    let mut v2_sealer: Option<Box<v2::Sealer>> = None;
-    let mut ping = cfg
-        .ping_every
-        .map(|p| tokio::time::interval_at(Instant::now() + p, p));
-    let limit = cfg.write_timeout;
-    let ok =
-        |r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| matches!(r, Ok(Ok(())));
-    loop {
-        let next = match ping.as_mut() {
-            Some(ping) => tokio::select! {
-                next = client.outbox.next_batch(&mut batch) => next,
-                _ = ping.tick() => {
-                    let sent = tokio::time::timeout(limit, sink.send(Message::Ping(Default::default()))).await;
-                    if !ok(sent) {
-                        break;
-                    }
-                    continue;
-                }
-            },
-            None => client.outbox.next_batch(&mut batch).await,
-        };
+}
+
+impl Writer {
+    /// Carries out what the outbox handed over. Every batch is written and flushed under one
+    /// deadline; a write blocked past the write timeout ends the connection.
+    async fn apply(&mut self, next: Next, socket: &mut WebSocket, client: &Client) -> Wrote {
+        let limit = self.cfg.write_timeout;
         match next {
             Next::Frames => {
-                // One deadline for the whole batch: a timer per frame costs more than the write.
                 let written = tokio::time::timeout(
                     limit,
-                    write_batch(&mut sink, &client, &mut batch, &mut v2_sealer, &cfg),
+                    write_batch(
+                        socket,
+                        client,
+                        &mut self.batch,
+                        &mut self.v2_sealer,
+                        &self.cfg,
+                    ),
                 )
                 .await;
                 match written {
-                    Ok(BatchEnd::Written(n)) => Counters::add(&cfg.counters.frames_out, n),
+                    Ok(BatchEnd::Written(n)) => {
+                        Counters::add(&self.cfg.counters.frames_out, n);
+                        client.outbox.drained();
+                        Wrote::More
+                    }
                     Ok(BatchEnd::Fatal(n)) => {
-                        Counters::add(&cfg.counters.frames_out, n);
-                        send_close(&mut sink, CloseCode::EncryptionRequired, limit).await;
-                        break;
+                        Counters::add(&self.cfg.counters.frames_out, n);
+                        send_close(socket, CloseCode::EncryptionRequired, limit).await;
+                        client.outbox.shut();
+                        Wrote::Done
                     }
                     Ok(BatchEnd::Failed) | Err(_) => {
                         tracing::debug!(client = %client.id, "write failed or timed out");
-                        break;
+                        client.outbox.shut();
+                        Wrote::Done
                     }
                 }
-                client.outbox.drained();
             }
             Next::Close(code) => {
-                send_close(&mut sink, code, limit).await;
-                break;
+                send_close(socket, code, limit).await;
+                client.outbox.shut();
+                Wrote::Done
             }
-            Next::Stop => break,
+            Next::Stop => Wrote::Done,
         }
     }
-    client.outbox.shut();
+
+    /// Sends a transport ping; false if the socket failed.
+    async fn ping(&mut self, socket: &mut WebSocket) -> bool {
+        let sent = tokio::time::timeout(
+            self.cfg.write_timeout,
+            socket.send(Message::Ping(Default::default())),
+        )
+        .await;
+        matches!(sent, Ok(Ok(())))
+    }
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// How writing one batch ended.
@@ -734,7 +794,7 @@ const SEALS_PER_YIELD: usize = 16;
 
 /// Feeds every frame of a batch (sealing as needed), then flushes once.
 async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
+    sink: &mut WebSocket,
     client: &Client,
     batch: &mut Vec<Queued>,
     v2_sealer: &mut Option<Box<v2::Sealer>>,
@@ -791,7 +851,7 @@ async fn write_batch(
 }
 
 /// Sends a close frame (or, if the peer closed first, the echo of its close frame).
-async fn send_close(sink: &mut SplitSink<WebSocket, Message>, code: CloseCode, limit: Duration) {
+async fn send_close(sink: &mut WebSocket, code: CloseCode, limit: Duration) {
     let frame = CloseFrame {
         code: code.code(),
         reason: Utf8Bytes::from_static(code.reason()),
