@@ -186,20 +186,20 @@ impl Connection {
                 }
                 Wake::Auth(outcome) => {
                     auth = None;
-                    if !self.finish_auth(outcome).await {
-                        return self.finish(&mut socket).await;
+                    if !Box::pin(self.finish_auth(outcome)).await {
+                        return Box::pin(self.finish(&mut socket)).await;
                     }
                 }
                 Wake::AuthTimer => {
                     if let Some(code) = self.session.on_tick(Instant::now()) {
                         self.client.outbox.close(code);
-                        return self.finish(&mut socket).await;
+                        return Box::pin(self.finish(&mut socket)).await;
                     }
                 }
                 Wake::Idle => {
                     tracing::debug!(client = %self.client.id, "transport idle timeout");
                     self.client.outbox.close(CloseCode::GoingAway);
-                    return self.finish(&mut socket).await;
+                    return Box::pin(self.finish(&mut socket)).await;
                 }
                 Wake::Read(msg) => {
                     let bytes = match msg {
@@ -209,14 +209,14 @@ impl Connection {
                         Some(Ok(Message::Close(_))) => {
                             // Complete the closing handshake before dropping the socket.
                             self.client.outbox.close_by_peer();
-                            return self.finish(&mut socket).await;
+                            return Box::pin(self.finish(&mut socket)).await;
                         }
                         None => return false,
                         Some(Err(e)) => {
                             if is_capacity_error(&e) {
                                 tracing::debug!(client = %self.client.id, "frame over max payload length");
                                 self.client.outbox.close(CloseCode::MessageTooBig);
-                                return self.finish(&mut socket).await;
+                                return Box::pin(self.finish(&mut socket)).await;
                             }
                             tracing::debug!(client = %self.client.id, error = %e, "read error");
                             return false;
@@ -242,11 +242,11 @@ impl Connection {
                         }
                         Inbound::HandshakeFailed => {
                             self.fail_v2(true);
-                            return self.finish(&mut socket).await;
+                            return Box::pin(self.finish(&mut socket)).await;
                         }
                         Inbound::RecordFailed => {
                             self.fail_v2(false);
-                            return self.finish(&mut socket).await;
+                            return Box::pin(self.finish(&mut socket)).await;
                         }
                         Inbound::Ignore => continue,
                     };
@@ -262,17 +262,17 @@ impl Connection {
                         Admit::Close => {
                             Counters::add(&self.shared.hub.counters.rate_limited, 1);
                             self.client.outbox.close(CloseCode::PolicyViolation);
-                            return self.finish(&mut socket).await;
+                            return Box::pin(self.finish(&mut socket)).await;
                         }
                     }
                     self.client.touch(self.shared.hub.clock.now_ms());
                     let parsed = InboundFrame::parse(frame, &self.shared.options.limits);
                     let action = self.session.on_frame(parsed, Instant::now());
-                    if let Some(fut) = self.perform(action).await {
+                    if let Some(fut) = Box::pin(self.perform(action)).await {
                         auth = Some(fut);
                     }
                     if self.closing {
-                        return self.finish(&mut socket).await;
+                        return Box::pin(self.finish(&mut socket)).await;
                     }
                 }
             }
@@ -877,7 +877,7 @@ async fn seal(
             }
             sealed.map(Utf8Bytes::from)
         }
-        // Sealed in `write_loop` with the sealer it owns.
+        // Sealed in `write_batch` with the sealer the writer owns.
         Sealer::V2 => None,
         Sealer::Transform => {
             let Some(transformer) = transformer else {
@@ -889,8 +889,9 @@ async fn seal(
                 event: msg.event.to_string(),
                 data: msg.data.clone(),
             };
-            transformer
-                .apply(request, msg.frame.as_str())
+            // Boxed: the transformer's state only exists while it runs, not in every
+            // connection's task.
+            Box::pin(transformer.apply(request, msg.frame.as_str()))
                 .await
                 .map(Utf8Bytes::from)
         }
