@@ -11,28 +11,14 @@
 //! `{"event":"chat","data":{"room","text"}}` from a member goes to the room as
 //! `{"event":"chat","data":{"room","from","text","time"}}`.
 
-use std::{net::SocketAddr, time::SystemTime};
+use std::net::SocketAddr;
 
 use sealcast::{
     Identity, Server,
     crypto::{KeyPair, v2::ServerSigningKey},
+    demo,
     server::V2Config,
 };
-use serde::Deserialize;
-use serde_json::json;
-
-fn valid_name(token: &str) -> bool {
-    (1..=32).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-#[derive(Deserialize)]
-struct Chat {
-    room: String,
-    text: String,
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,9 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .require_encryption(require_encryption)
         .encryption_v1(KeyPair::generate())
         .encryption_v2(V2Config::new().signing_key(signing_key))
-        .authenticate(
-            |req| async move { Ok(req.token().filter(|t| valid_name(t)).map(Identity::user)) },
-        )
+        .authenticate(|req| async move {
+            Ok(req
+                .token()
+                .filter(|t| demo::valid_name(t))
+                .map(Identity::user))
+        })
         .validate_rooms(|req| async move {
             Ok(req
                 .rooms
@@ -70,30 +59,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .filter(|r| r.starts_with("chat-"))
                 .collect())
         })
-        .on_message(|msg| async move {
-            if msg.event != "chat" {
-                return Ok(());
-            }
-            let chat: Chat = msg.data()?;
-            let member = msg
-                .server
-                .client(&msg.client_id)
-                .is_some_and(|c| c.rooms.contains(&chat.room));
-            if !member || chat.text.is_empty() || chat.text.chars().count() > 2000 {
-                return Ok(());
-            }
-            let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            let out =
-                json!({"room": chat.room, "from": msg.user_id, "text": chat.text, "time": time});
-            msg.server
-                .send_to_room_everywhere(&chat.room, "chat", &out, &[])
-                .await?;
-            Ok(())
-        })
+        .on_message(|msg| demo::relay_chat(msg, 2000))
         .build()
         .await?;
 
-    let app = server.router::<()>().merge(sealcast::demo::router());
+    let app = server.router::<()>().merge(demo::router());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     #[allow(clippy::print_stdout)]

@@ -82,7 +82,7 @@ impl Authenticator {
             return Err(Rejected::TooLong);
         }
         match self {
-            Self::Demo if valid_demo_name(token) => Ok(Verified {
+            Self::Demo if crate::demo::valid_name(token) => Ok(Verified {
                 identity: Identity::user(token),
                 claims: None,
             }),
@@ -90,14 +90,6 @@ impl Authenticator {
             Self::Jwt(verifier) => verifier.verify(token),
         }
     }
-}
-
-/// A demo user name: 1–32 of `[A-Za-z0-9_-]` (the rule of `examples/chat.rs`).
-pub fn valid_demo_name(token: &str) -> bool {
-    (1..=32).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// JWT verification settings and key.

@@ -38,7 +38,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use axum::{
@@ -48,7 +48,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::Deserialize;
 use serde_json::json;
 
 use self::{
@@ -450,12 +449,6 @@ async fn sweep_grants(gateway: Arc<Gateway>, server: Server) {
     }
 }
 
-#[derive(Deserialize)]
-struct Chat {
-    room: String,
-    text: String,
-}
-
 async fn build_server(
     config: &Config,
     gateway: &Arc<Gateway>,
@@ -569,26 +562,7 @@ async fn build_server(
     });
     if gateway.chat_relay {
         let max_chars = gateway.max_text_chars;
-        builder = builder.on_message(move |msg| async move {
-            if msg.event != "chat" {
-                return Ok(());
-            }
-            let chat: Chat = msg.data()?;
-            let member = msg
-                .server
-                .client(&msg.client_id)
-                .is_some_and(|c| c.rooms.contains(&chat.room));
-            if !member || chat.text.is_empty() || chat.text.chars().count() > max_chars {
-                return Ok(());
-            }
-            let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            let out =
-                json!({"room": chat.room, "from": msg.user_id, "text": chat.text, "time": time});
-            msg.server
-                .send_to_room_everywhere(&chat.room, "chat", &out, &[])
-                .await?;
-            Ok(())
-        });
+        builder = builder.on_message(move |msg| crate::demo::relay_chat(msg, max_chars));
     }
     builder.build().await.map_err(|e| match e {
         crate::server::BuildError::InvalidDefaultRoom { name, source } => GatewayError::Config(
