@@ -12,7 +12,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`protocol`] | the wire format: frames, events, close codes, error strings, rooms, the Redis envelope, limits (no I/O) |
-//! | [`crypto`] | P-256 keys and the v1 profile (RustCrypto only, no I/O) |
+//! | [`crypto`] | P-256 keys, the v1 profile and the v2 channel (RustCrypto only, no I/O) |
 //! | [`hub`] | the indexes (clients, users, rooms) and the serialize-once fan-out |
 //! | [`session`] | one connection: a pure state machine, a byte-bounded outbox, the I/O task |
 //! | [`broker`] | the [`Broker`](broker::Broker) trait, the memory broker, the Redis broker |

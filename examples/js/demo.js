@@ -1,4 +1,4 @@
-// sealcast demo: encrypted room chat. Served by `examples/chat.rs` at `/`, talks to `/ws`.
+// sealcast demo: encrypted room chat. Served at `/` by `sealcast serve` and `examples/chat.rs`; talks to `/ws`.
 // Chat protocol: send {event:'chat', data:{room, text}}; receive {event:'chat', data:{room, from, text, time}}.
 import { SealcastClient } from './sealcast-client.js';
 
@@ -23,7 +23,7 @@ function setConnected(on) {
   for (const id of ['join', 'send', 'text']) $(id).disabled = !on;
   $('connect').textContent = on ? 'Disconnect' : 'Connect';
   $('name').disabled = on;
-  $('encrypt').disabled = on;
+  $('profile').disabled = on;
 }
 
 function showRooms() {
@@ -63,7 +63,7 @@ function recordError(err) {
 async function connect() {
   const name = $('name').value.trim();
   if (!$('connect-form').reportValidity()) return;
-  const client = new SealcastClient({ url: wsUrl, token: name, encryption: $('encrypt').checked ? 'v1' : 'none' });
+  const client = new SealcastClient({ url: wsUrl, token: name, encryption: $('profile').value });
   demo.client = client;
   client.on('chat', (data, meta) => {
     demo.received.push({ ...data, encrypted: meta.encrypted });
@@ -73,6 +73,7 @@ async function connect() {
   client.on('connected', (info) => {
     demo.connected = info;
     demo.encrypted = client.encrypted;
+    demo.profile = client.profile;
     setStatus(client.encrypted ? `${info.userId} · encrypted ✓` : `${info.userId} · plaintext`, client.encrypted ? 'on' : 'plain');
     setConnected(true);
     showRooms();

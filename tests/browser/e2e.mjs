@@ -31,13 +31,14 @@ async function check(name, fn) {
 
 const demoState = (page) => page.evaluate(() => {
   const d = window.sealcastDemo;
-  return { received: d.received, connected: d.connected, encrypted: d.encrypted, errors: d.errors };
+  return { received: d.received, connected: d.connected, encrypted: d.encrypted, profile: d.profile, errors: d.errors };
 });
 
-async function openChat(browser, server, name) {
+async function openChat(browser, server, name, profile = 'v2') {
   const page = await browser.newPage();
   page.on('pageerror', (err) => console.log(`[${name}] page error: ${err.message}`));
   await page.goto(`${server.httpUrl}/`);
+  await page.selectOption('#profile', profile);
   await page.fill('#name', name);
   await page.fill('#room', ROOM);
   await page.click('#connect');
@@ -65,19 +66,24 @@ try {
   });
 
   let alice, bob;
-  await check('the demo page connects with the v1 handshake ("encrypted ✓")', async () => {
+  await check('the demo page connects with v2 by default and with v1 on request ("encrypted ✓")', async () => {
     alice = await openChat(browser, server, 'alice');
-    bob = await openChat(browser, server, 'bob');
-    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+    bob = await openChat(browser, server, 'bob', 'v1');
+    for (const [who, page, profile] of [['alice', alice, 'v2'], ['bob', bob, 'v1']]) {
       const s = await demoState(page);
       assert.equal(s.connected.userId, who);
-      assert.ok(s.connected.serverPublicKey && s.connected.salt, 'server key and salt in connected');
+      assert.equal(s.profile, profile);
+      if (profile === 'v1') {
+        assert.ok(s.connected.serverPublicKey && s.connected.salt, 'v1: server key and salt in connected');
+      } else {
+        assert.ok(!('serverPublicKey' in s.connected), 'v2: keys came in the handshake, not connected');
+      }
       assert.equal(s.encrypted, true);
       assert.match(await page.textContent('#status'), /encrypted ✓/);
     }
   });
 
-  await check('two browsers chat in an encrypted room; a plaintext Node client hears it in the clear', async () => {
+  await check('a v2 browser and a v1 browser chat in an encrypted room; a plaintext Node client hears it in the clear', async () => {
     const heard = [];
     listener = new SealcastClient({ url: server.wsUrl, token: 'nodeear', encryption: 'none', WebSocket, reconnect: false });
     listener.on('chat', (data, meta) => heard.push({ ...data, encrypted: meta.encrypted }));
@@ -144,7 +150,7 @@ try {
     assert.equal(out.tampered, 'DecryptError');
   });
 
-  await check('in Chromium a v2 client with the pinned server key chats with a v1 page; every frame is a record', async () => {
+  await check('in Chromium a v2 client with the pinned server key chats with the demo pages; every frame is a record', async () => {
     assert.ok(server.signingKey, 'the chat server printed its v2 signing key');
     const got = (page, text) => async () => (await demoState(page)).received.some((m) => m.text === text);
     const start = bob.evaluate(async ({ url, pin, room }) => {
