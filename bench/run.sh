@@ -34,7 +34,7 @@ esac
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=1000}"
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
-: "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted mixed}"
+: "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted encrypted_v2 mixed}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$TARGET_DIR/bench-results.txt}
 
@@ -116,6 +116,7 @@ run() {
   case "$server" in
   sealcast) start_server "$server" "$SEALCAST" --redis "$REDIS" ;;
   sealcast_v1) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v1 ;;
+  sealcast_v2) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v2 ;;
   bun) start_server "$server" "$BUN" bench/bun/server.js --redis "$REDIS" ;;
   esac
   local line log="$TARGET_DIR/bench-loadgen.log"
@@ -158,6 +159,8 @@ for rep in $(seq "$REPEAT"); do
       done ;;
     encrypted)
       run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 ;;
+    encrypted_v2)
+      run "$scenario" sealcast_v2 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 --profile v2 ;;
     mixed)
       run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 0.5 ;;
     *)

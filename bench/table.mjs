@@ -79,15 +79,19 @@ if (has("steady")) {
 }
 
 const plain1k = stat("fanout_1k", "sealcast", "cpu_s_per_m");
-if (has("encrypted")) {
-  const any = pick("encrypted", "sealcast_v1")[0] ?? {};
-  const enc = stat("encrypted", "sealcast_v1", "cpu_s_per_m");
-  const label = `encrypted fan-out (${any.connected ?? "?"} sealed receivers)`;
+for (const [scenario, server, profile] of [["encrypted", "sealcast_v1", "v1"], ["encrypted_v2", "sealcast_v2", "v2"]]) {
+  if (!has(scenario)) continue;
+  const any = pick(scenario, server)[0] ?? {};
+  const enc = stat(scenario, server, "cpu_s_per_m");
+  const label = `encrypted ${profile} fan-out (${any.connected ?? "?"} sealed receivers)`;
   row(`${label}: server CPU-s / 1M`, enc, null, 3, "≤ 1.0 CPU-s/1M", (_r, ours) => ours <= 1.0);
-  row(`${label}: vs our plaintext 1k`, enc, null, 3, "≤ 4× plaintext", (r) => r <= 4, enc.med / plain1k.med);
-  row(`${label}: deliveries/s`, stat("encrypted", "sealcast_v1", "deliveries_per_s"), null, 0, "info", null);
-  row(`${label}: p99 ms`, stat("encrypted", "sealcast_v1", "p99_ms"), null, 2, "info", null);
-  row(`${label}: generator cores (decrypting)`, stat("encrypted", "sealcast_v1", "gen_cores"), null, 2, "info", null);
+  if (has("fanout_1k")) {
+    row(`${label}: vs our plaintext 1k`, enc, null, 3, "≤ 4× plaintext", (r) => r <= 4, enc.med / plain1k.med);
+  }
+  row(`${label}: deliveries/s`, stat(scenario, server, "deliveries_per_s"), null, 0, "info", null);
+  row(`${label}: p99 ms`, stat(scenario, server, "p99_ms"), null, 2, "info", null);
+  row(`${label}: generator cores (decrypting)`, stat(scenario, server, "gen_cores"), null, 2, "info", null);
+  row(`${label}: lost + duplicate`, stat(scenario, server, (r) => Number(r.lost) + Number(r.duplicates)), null, 0, "0", (_r, ours) => ours === 0);
 }
 
 if (has("mixed") && has("encrypted")) {

@@ -57,6 +57,8 @@ struct Args {
 enum Encryption {
     /// The built-in v1 profile (ECDH P-256 → HKDF → AES-256-GCM).
     V1,
+    /// The v2 channel (unsigned server hellos), with v1 offered too.
+    V2,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,8 +90,14 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .identifier("bench")
         .authenticate(|req| async move { Ok(req.token().map(Identity::user)) })
         .validate_rooms(|req| async move { Ok(req.rooms) });
-    if let Some(Encryption::V1) = args.encryption {
-        builder = builder.encryption_v1(KeyPair::generate());
+    match args.encryption {
+        Some(Encryption::V1) => builder = builder.encryption_v1(KeyPair::generate()),
+        Some(Encryption::V2) => {
+            builder = builder
+                .encryption_v1(KeyPair::generate())
+                .encryption_v2(sealcast::server::V2Config::new());
+        }
+        None => {}
     }
     let mut redis = None;
     if let Some(url) = &args.redis {

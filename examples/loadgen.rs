@@ -43,7 +43,7 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use clap::Parser;
-use sealcast::crypto::{KeyPair, PublicKey, V1Key};
+use sealcast::crypto::{KeyPair, PublicKey, V1Key, v2};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -83,9 +83,12 @@ struct Args {
     /// Clients to connect.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
-    /// Share of clients (0..=1) that do the v1 handshake and decrypt every message.
+    /// Share of clients (0..=1) that do an encryption handshake and decrypt every message.
     #[arg(long, default_value_t = 0.0)]
     encrypted: f64,
+    /// The profile encrypted clients speak: `v1` or `v2`.
+    #[arg(long, value_enum, default_value_t = Profile::V1)]
+    profile: Profile,
     /// The room every client joins.
     #[arg(long, default_value = "bench")]
     room: String,
@@ -187,7 +190,7 @@ struct ConnStats {
 /// Receive-side state of one connection.
 struct Receiver {
     shared: Arc<Shared>,
-    key: Option<V1Key>,
+    key: Option<Key>,
     seen: Vec<u64>,
     probed: bool,
     /// A delivery was counted in the current read batch.
@@ -197,10 +200,16 @@ struct Receiver {
 
 impl Receiver {
     fn on_text(&mut self, frame: &[u8], now_us: u64) {
-        if let Some(key) = &self.key
+        if let Some(key) = &mut self.key
             && frame.starts_with(br#"{"event":"encrypted""#)
         {
-            match open_sealed(key, frame) {
+            let opened = match key {
+                Key::V1(key) => open_sealed(key, frame),
+                Key::V2(opener) => std::str::from_utf8(frame)
+                    .ok()
+                    .and_then(|record| opener.open(record).ok()),
+            };
+            match opened {
                 Some(plain) => self.on_plain(&plain, now_us),
                 None => self.stats.bad += 1,
             }
@@ -563,7 +572,23 @@ impl Ws {
 
 // ---- one client -----------------------------------------------------------------------------
 
+/// The encryption profile of encrypted clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Profile {
+    /// `publicKey` in `authenticate`; `{iv, ct}` server → client only.
+    V1,
+    /// The v2 handshake before `authenticate`; sealed records both ways.
+    V2,
+}
+
+/// How an encrypted client opens what it receives.
+enum Key {
+    V1(Box<V1Key>),
+    V2(Box<v2::Opener>),
+}
+
 struct ClientConfig {
+    profile: Profile,
     addr: SocketAddr,
     host: String,
     path: String,
@@ -653,8 +678,74 @@ async fn client(
     rx.stats
 }
 
-/// Connect, upgrade, authenticate (with the v1 handshake when `encrypted`), join the room.
+/// Connect, upgrade, authenticate (with the v1 or v2 handshake when `encrypted`), join the room.
 async fn setup(
+    index: usize,
+    encrypted: bool,
+    cfg: &ClientConfig,
+    shared: &Shared,
+) -> io::Result<(Ws, Option<Key>)> {
+    if encrypted && cfg.profile == Profile::V2 {
+        return setup_v2(index, cfg, shared).await;
+    }
+    let (ws, key) = setup_v1(index, encrypted, cfg, shared).await?;
+    Ok((ws, key.map(|k| Key::V1(Box::new(k)))))
+}
+
+/// The v2 handshake, then `authenticate` and `join` as sealed records.
+async fn setup_v2(
+    index: usize,
+    cfg: &ClientConfig,
+    shared: &Shared,
+) -> io::Result<(Ws, Option<Key>)> {
+    let seed = u32::try_from(index % (u32::MAX as usize)).unwrap_or(7) ^ 0x9e37_79b9;
+    let mut ws = Ws::connect(cfg.addr, &cfg.host, &cfg.path, cfg.read_buffer, seed).await?;
+    let bad = |what: &str| protocol_error(what);
+    let (handshake, hello) = v2::ClientHandshake::start().map_err(|_| bad("v2 start"))?;
+    ws.send(OP_TEXT, hello.as_bytes()).await?;
+    let reply = ws.next_message().await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&reply).map_err(|_| bad("server hello is not JSON"))?;
+    if value["event"] != "handshake" {
+        return Err(bad(&format!(
+            "expected the v2 server hello, got {}",
+            String::from_utf8_lossy(&reply)
+        )));
+    }
+    let (channel, fin) = handshake
+        .finish(&value["data"].to_string(), None)
+        .map_err(|_| bad("v2 server hello did not verify"))?;
+    let (mut sealer, mut opener) = channel.into_parts();
+    ws.send(OP_TEXT, fin.as_bytes()).await?;
+    let auth =
+        format!(r#"{{"event":"authenticate","data":{{"type":"token","token":"u{index}"}}}}"#);
+    let record = sealer.seal(auth.as_bytes()).map_err(|_| bad("seal"))?;
+    ws.send(OP_TEXT, record.as_bytes()).await?;
+    let reply = ws.next_message().await?;
+    let plain = std::str::from_utf8(&reply)
+        .ok()
+        .and_then(|r| opener.open(r).ok())
+        .ok_or_else(|| bad("connected record did not open"))?;
+    if !plain.starts_with(br#"{"event":"connected""#) {
+        return Err(bad(&format!(
+            "expected connected, got {}",
+            String::from_utf8_lossy(&plain)
+        )));
+    }
+    shared
+        .last_auth_us
+        .fetch_max(shared.now_us(), Ordering::AcqRel);
+    let join = format!(
+        r#"{{"event":"join","data":{{"rooms":[{}]}}}}"#,
+        serde_json::Value::from(cfg.room.as_str())
+    );
+    let record = sealer.seal(join.as_bytes()).map_err(|_| bad("seal"))?;
+    ws.send(OP_TEXT, record.as_bytes()).await?;
+    Ok((ws, Some(Key::V2(Box::new(opener)))))
+}
+
+/// The plaintext client, or the v1 handshake inside `authenticate`.
+async fn setup_v1(
     index: usize,
     encrypted: bool,
     cfg: &ClientConfig,
@@ -818,6 +909,7 @@ async fn run(args: Args) -> Result<(), String> {
         probe_notify: Notify::new(),
     });
     let cfg = Arc::new(ClientConfig {
+        profile: args.profile,
         addr,
         host,
         path,
