@@ -1,8 +1,10 @@
 //! Load generator for sealcast (and the raw Bun baseline in `bench/bun/server.js`).
 //!
 //! N WebSocket clients on loopback connect, authenticate
-//! (`{"event":"authenticate","data":{"type":"token","token":"u<i>"}}`, plus a v1 `publicKey`
-//! for the encrypted share of them), join one room, and count and time every delivery.
+//! (`{"event":"authenticate","data":{"type":"token","token":"u<i>"}}`; the encrypted share of
+//! them adds a v1 `publicKey`, or with `--profile v2` does the v2 handshake first and sends
+//! `authenticate` and `join` as sealed records), join one room, and count and time every
+//! delivery, decrypting every sealed one.
 //! Messages are published through Redis exactly as an emitter would (a raw `PUBLISH` of the
 //! reference envelope on `ws:room:<room>`), either with a window of messages in flight (a
 //! message leaves the window once every receiver got it) or at a fixed rate. Each payload
