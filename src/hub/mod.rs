@@ -291,13 +291,13 @@ impl Hub {
                 }
             }
         }
-        if let Some(user) = entry.client.user_id() {
-            if let Some(sessions) = index.users.get_mut(user) {
-                sessions.remove(id);
-                if sessions.is_empty() {
-                    index.users.remove(user);
-                    self.unwatch(Channel::User(user.to_owned()));
-                }
+        if let Some(user) = entry.client.user_id()
+            && let Some(sessions) = index.users.get_mut(user)
+        {
+            sessions.remove(id);
+            if sessions.is_empty() {
+                index.users.remove(user);
+                self.unwatch(Channel::User(user.to_owned()));
             }
         }
         if entry.client.is_authenticated() || entry.client.identity.get().is_some() {

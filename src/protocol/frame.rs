@@ -110,7 +110,8 @@ impl InboundFrame {
     }
 }
 
-fn null_raw() -> &'static RawValue {
+/// JSON `null` as a raw value (the payload of frames and envelopes without `data`).
+pub fn null_raw() -> &'static RawValue {
     // A constant that always parses.
     static NULL: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
     NULL.get_or_init(|| RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!()))

@@ -15,7 +15,9 @@ mod room;
 pub use close::{CloseCode, ErrorMessage};
 pub use envelope::{Channel, EMITTER_SERVER_ID, Envelope, EnvelopeError, MessageType};
 pub use event::SystemEvent;
-pub use frame::{FrameError, InboundFrame, encode_frame, encode_system, json_depth_within};
+pub use frame::{
+    FrameError, InboundFrame, encode_frame, encode_system, json_depth_within, null_raw,
+};
 pub use limits::Limits;
 pub use room::{MAX_ROOM_NAME_CHARS, RESERVED_PREFIX, RoomName, RoomNameError};
 

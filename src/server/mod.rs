@@ -23,7 +23,7 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use serde_json::value::{RawValue, to_raw_value};
+use serde_json::value::to_raw_value;
 use tokio::{sync::Notify, task::JoinHandle};
 
 pub use builder::{BuildError, ServerBuilder};
@@ -108,7 +108,7 @@ impl Shared {
         }
         let data = match &envelope.data {
             Some(raw) => raw.clone(),
-            None => null_raw(),
+            None => crate::protocol::null_raw().to_owned(),
         };
         let msg = Outgoing::new(&envelope.event, data);
         let exclude: Vec<&str> = envelope
@@ -135,10 +135,6 @@ impl Shared {
             }
         }
     }
-}
-
-fn null_raw() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
 }
 
 /// A running sealcast server. Cloning is cheap (an `Arc`); every clone is the same server.

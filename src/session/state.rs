@@ -184,7 +184,9 @@ impl Session {
                 if system == Some(SystemEvent::Authenticate) {
                     self.state = ClientState::Authenticating;
                     self.auth_deadline = Some(now + self.auth_timeout * 3);
-                    let data = frame.data.unwrap_or_else(null_payload);
+                    let data = frame
+                        .data
+                        .unwrap_or_else(|| crate::protocol::null_raw().to_owned());
                     Action::Authenticate(data)
                 } else {
                     Action::Error(ErrorMessage::NotAuthenticated)
@@ -246,10 +248,6 @@ impl Session {
         self.auth_deadline = None;
         self.pending.clear();
     }
-}
-
-fn null_payload() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
 }
 
 #[cfg(test)]

@@ -812,7 +812,7 @@ async fn write_batch(
             }
             Queued::Seal(msg) => {
                 sealed += 1;
-                if sealed % SEALS_PER_YIELD == 0 {
+                if sealed.is_multiple_of(SEALS_PER_YIELD) {
                     tokio::task::yield_now().await;
                 }
                 if matches!(client.sealer.get(), Some(Sealer::V2)) {
