@@ -48,7 +48,7 @@
 //!     .build()
 //!     .await?;
 //! let app = axum::Router::new().merge(server.router());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let listener = sealcast::server::bind("127.0.0.1:8080".parse()?)?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```

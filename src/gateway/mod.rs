@@ -325,8 +325,7 @@ async fn run(config: Config, prepared: Prepared) -> Result<(), GatewayError> {
     let background = vec![tokio::spawn(sweep_grants(gateway.clone(), server.clone()))];
 
     let app = router(&config, &gateway, &server);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = crate::server::bind(config.listen)
         .map_err(|e| GatewayError::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener
         .local_addr()

@@ -567,6 +567,24 @@ impl Server {
     }
 }
 
+/// Listen backlog of [`bind`]: connection bursts past the OS default (128) lose SYNs, which
+/// clients retry only after a second.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener for the server with a [`LISTEN_BACKLOG`]-deep accept queue (the kernel
+/// caps it at `net.core.somaxconn`). `tokio::net::TcpListener::bind` asks for 128, which a burst
+/// of reconnecting clients overflows.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Sizes of a server's local indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexStats {
