@@ -142,20 +142,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Binds with an explicit backlog: `TcpListener::bind` asks for 128, and a connect burst past
-/// that loses SYNs, which clients retry only after 1 s (Bun/uWebSockets listens with a larger
-/// backlog).
+/// Resolves `addr` and binds with an explicit backlog (`TcpListener::bind` asks for 128, and a
+/// connect burst past that loses SYNs, which clients retry only after 1 s).
 async fn listen(addr: &str, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
     let addr = tokio::net::lookup_host(addr)
         .await?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
+    sealcast::server::bind_with_backlog(addr, backlog)
 }

@@ -175,11 +175,6 @@ fn main() -> ExitCode {
     if let Err(e) = cli.check() {
         e.exit();
     }
-    let cli = match cli.command {
-        Command::Serve(args) => return serve(args),
-        command => Cli { command },
-    };
-    init_tracing("warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -190,39 +185,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Emit(args) => emit(*args).await,
-            Command::Serve(_) => Err("serve is handled before".to_owned()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("sealcast: {message}");
-            ExitCode::FAILURE
+    match cli.command {
+        Command::Serve(args) => serve(&runtime, args),
+        Command::Emit(args) => {
+            init_tracing("warn");
+            match runtime.block_on(emit(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("sealcast: {message}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
 
 /// Runs the gateway; it sets up its own logging from its configuration.
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(runtime: &tokio::runtime::Runtime, args: ServeArgs) -> ExitCode {
     let options = ServeOptions {
         config: args.config,
         listen: args.listen,
         redis: args.redis,
         log_format: args.log_format,
         print_config: args.print_config,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("sealcast: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     match runtime.block_on(gateway::serve(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -575,6 +575,14 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// caps it at `net.core.somaxconn`). `tokio::net::TcpListener::bind` asks for 128, which a burst
 /// of reconnecting clients overflows.
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    bind_with_backlog(addr, LISTEN_BACKLOG)
+}
+
+/// [`bind`] with a chosen accept-queue depth.
+pub fn bind_with_backlog(
+    addr: std::net::SocketAddr,
+    backlog: u32,
+) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -582,7 +590,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    socket.listen(backlog)
 }
 
 /// Sizes of a server's local indexes.
