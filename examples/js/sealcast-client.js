@@ -420,6 +420,20 @@ class V2Direction {
     }
     return { seq, keys: this.#keys };
   }
+  /**
+   * Claims the next sequence number now (before any await, so concurrent calls keep their
+   * order); resolves with its epoch's key and the AES-GCM parameters for that number.
+   */
+  #next() {
+    let claim;
+    try {
+      claim = this.#claim();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { seq, keys } = claim;
+    return keys.then(({ key, iv }) => ({ key, params: this.#params(iv, seq) }));
+  }
   #params(iv, seq) {
     const hi = Math.floor(seq / 2 ** 32);
     const lo = seq >>> 0;
@@ -441,15 +455,8 @@ class V2Direction {
    * @returns {Promise<string>}
    */
   seal(plaintext) {
-    let claim;
-    try {
-      claim = this.#claim();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    const { seq, keys } = claim;
-    return keys.then(async ({ key, iv }) => {
-      const ct = new Uint8Array(await subtle().encrypt(this.#params(iv, seq), key, plaintext));
+    return this.#next().then(async ({ key, params }) => {
+      const ct = new Uint8Array(await subtle().encrypt(params, key, plaintext));
       return JSON.stringify({ event: 'encrypted', data: { ct: bytesToB64(ct) } });
     });
   }
@@ -460,17 +467,10 @@ class V2Direction {
    * @returns {Promise<Uint8Array>}
    */
   open(frame) {
-    let claim;
-    try {
-      claim = this.#claim();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    const { seq, keys } = claim;
-    return keys.then(async ({ key, iv }) => {
+    return this.#next().then(async ({ key, params }) => {
       const ct = v2RecordCiphertext(frame);
       if (!ct) throw new DecryptError('not a v2 record');
-      return new Uint8Array(await subtle().decrypt(this.#params(iv, seq), key, ct));
+      return new Uint8Array(await subtle().decrypt(params, key, ct));
     }).catch((cause) => {
       this.#failed = true;
       throw cause instanceof DecryptError ? cause : new DecryptError('v2 record failed authentication', { cause });
