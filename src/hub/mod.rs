@@ -14,7 +14,6 @@ use std::{
     time::Instant,
 };
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::value::RawValue;
 
 pub(crate) use client::Client;
@@ -24,7 +23,7 @@ use crate::{
     broker::Subscription,
     protocol::{Channel, RoomName, encode_frame},
     server::metrics::{ConnectionCounts, Counters},
-    session::{ClientState, Push, Queued},
+    session::{ClientState, Push, Queued, wire},
 };
 
 /// Seals one already-encoded frame for one client (the built-in v1 key implements it; the v2
@@ -50,18 +49,69 @@ pub(crate) enum Sealer {
 pub(crate) struct Outgoing {
     pub(crate) event: Box<str>,
     pub(crate) data: Box<RawValue>,
-    /// `{"event":..,"data":..}`: what plaintext receivers get and what sealers seal.
-    pub(crate) frame: Utf8Bytes,
+    /// The complete WebSocket text frame of `{"event":..,"data":..}`: what every plaintext
+    /// receiver gets, byte for byte.
+    wire: Box<[u8]>,
+    /// Where the JSON text starts in `wire`, after the frame header.
+    json_at: usize,
 }
 
 impl Outgoing {
     pub(crate) fn new(event: &str, data: Box<RawValue>) -> Arc<Self> {
-        let frame = Utf8Bytes::from(encode_frame(event, &data));
+        let json = encode_frame(event, &data);
+        let wire = wire::text_frame(&json).into_boxed_slice();
         Arc::new(Self {
             event: event.into(),
             data,
-            frame,
+            json_at: wire.len() - json.len(),
+            wire,
         })
+    }
+
+    /// The complete frame for plaintext receivers.
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// `{"event":..,"data":..}`: what sealers seal.
+    pub(crate) fn json(&self) -> &[u8] {
+        &self.wire[self.json_at..]
+    }
+
+    /// [`Outgoing::json`] as text (it is built from a `String`, so always UTF-8).
+    pub(crate) fn text(&self) -> &str {
+        std::str::from_utf8(self.json()).unwrap_or_default()
+    }
+}
+
+/// The wake-ups a fan-out owes: every receiver whose queue was empty is woken once, when the
+/// cork is released (or dropped), not per message. A batch of messages fanned out under one
+/// cork reaches each socket in one write, and no writer drains a queue the fan-out is still
+/// filling.
+#[derive(Default)]
+pub(crate) struct Cork {
+    owed: Vec<Arc<Client>>,
+    deliveries: usize,
+}
+
+impl Cork {
+    /// Wakes every writer owed a wake-up.
+    pub(crate) fn release(&mut self) {
+        for client in self.owed.drain(..) {
+            client.outbox.wake();
+        }
+        self.deliveries = 0;
+    }
+
+    /// Deliveries queued since the last release.
+    pub(crate) fn deliveries(&self) -> usize {
+        self.deliveries
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -315,46 +365,59 @@ impl Hub {
     // ---- delivery ----
 
     /// Queues `msg` for one authenticated client.
-    pub(crate) fn to_client(&self, id: &str, msg: &Arc<Outgoing>) -> bool {
+    pub(crate) fn to_client(&self, id: &str, msg: &Arc<Outgoing>, cork: &mut Cork) -> bool {
         let index = self.read();
-        let pushed = index
+        let mut tally = Tally::default();
+        if let Some(e) = index
             .clients
             .get(id)
             .filter(|e| e.client.is_authenticated())
-            .map(|e| deliver(&e.client, msg));
-        self.count(Tally::of(pushed)) == 1
+        {
+            tally.add(deliver(&e.client, msg, cork));
+        }
+        self.count(tally, cork) == 1
     }
 
     /// Queues `msg` for every session of a user. Returns how many took it.
-    pub(crate) fn to_user(&self, user: &str, msg: &Arc<Outgoing>, exclude: &[&str]) -> usize {
+    pub(crate) fn to_user(
+        &self,
+        user: &str,
+        msg: &Arc<Outgoing>,
+        exclude: &[&str],
+        cork: &mut Cork,
+    ) -> usize {
         let index = self.read();
         let Some(sessions) = index.users.get(user) else {
             return 0;
         };
-        self.count(fan_out(sessions.values(), msg, exclude))
+        self.count(fan_out(sessions.values(), msg, exclude, cork), cork)
     }
 
     /// Queues `msg` for every member of a room, minus `exclude`.
-    pub(crate) fn to_room(&self, room: &str, msg: &Arc<Outgoing>, exclude: &[&str]) -> usize {
+    pub(crate) fn to_room(
+        &self,
+        room: &str,
+        msg: &Arc<Outgoing>,
+        exclude: &[&str],
+        cork: &mut Cork,
+    ) -> usize {
         let index = self.read();
         let Some(members) = index.rooms.get(room) else {
             return 0;
         };
-        self.count(fan_out(members.values(), msg, exclude))
+        self.count(fan_out(members.values(), msg, exclude, cork), cork)
     }
 
     /// Queues `msg` for every authenticated client, minus `exclude`.
-    pub(crate) fn to_all(&self, msg: &Arc<Outgoing>, exclude: &[&str]) -> usize {
+    pub(crate) fn to_all(&self, msg: &Arc<Outgoing>, exclude: &[&str], cork: &mut Cork) -> usize {
         let index = self.read();
-        self.count(fan_out(
-            index.clients.values().map(|e| &e.client),
-            msg,
-            exclude,
-        ))
+        let clients = index.clients.values().map(|e| &e.client);
+        self.count(fan_out(clients, msg, exclude, cork), cork)
     }
 
     /// Records a fan-out's outcome; returns how many receivers took the message.
-    fn count(&self, tally: Tally) -> usize {
+    fn count(&self, tally: Tally, cork: &mut Cork) -> usize {
+        cork.deliveries += tally.queued;
         Counters::add(&self.counters.deliveries, tally.queued as u64);
         if tally.dropped > 0 {
             Counters::add(&self.counters.dropped, tally.dropped as u64);
@@ -362,9 +425,11 @@ impl Hub {
         tally.queued
     }
 
-    /// Sends an item to a client whatever its state (system frames to clients mid-handshake).
-    pub(crate) fn push_direct(client: &Client, item: Queued) -> bool {
-        client.outbox.push(item) == Push::Queued
+    /// Sends a message to a client whatever its state (system frames to clients
+    /// mid-handshake): sealed if the client is encrypted.
+    pub(crate) fn push_direct(client: &Arc<Client>, msg: Arc<Outgoing>) -> bool {
+        let mut cork = Cork::default();
+        matches!(deliver(client, &msg, &mut cork), Push::Queued | Push::First)
     }
 
     // ---- queries ----
@@ -468,51 +533,48 @@ struct Tally {
 impl Tally {
     fn add(&mut self, push: Push) {
         match push {
-            Push::Queued => self.queued += 1,
+            Push::Queued | Push::First => self.queued += 1,
             Push::Dropped => self.dropped += 1,
             Push::Closed => {}
         }
-    }
-
-    fn of(push: Option<Push>) -> Self {
-        let mut t = Self::default();
-        if let Some(p) = push {
-            t.add(p);
-        }
-        t
     }
 }
 
 /// Queues `msg` for one client: the shared frame for plaintext receivers, the message itself
 /// for encrypted ones (their writer seals it).
-fn deliver(client: &Client, msg: &Arc<Outgoing>) -> Push {
+fn deliver(client: &Arc<Client>, msg: &Arc<Outgoing>, cork: &mut Cork) -> Push {
     let item = if client.is_encrypted() {
         Queued::Seal(msg.clone())
     } else {
-        Queued::Frame(msg.frame.clone())
+        Queued::Frame(msg.clone())
     };
-    client.outbox.push(item)
+    let push = client.outbox.push_quiet(item);
+    if push == Push::First {
+        cork.owed.push(client.clone());
+    }
+    push
 }
 
 fn fan_out<'a>(
     clients: impl Iterator<Item = &'a Arc<Client>>,
     msg: &Arc<Outgoing>,
     exclude: &[&str],
+    cork: &mut Cork,
 ) -> Tally {
     let clients = clients.filter(|c| c.is_authenticated());
     let mut tally = Tally::default();
     if exclude.is_empty() {
         for c in clients {
-            tally.add(deliver(c, msg));
+            tally.add(deliver(c, msg, cork));
         }
     } else if exclude.len() <= 8 {
         for c in clients.filter(|c| !exclude.contains(&&*c.id)) {
-            tally.add(deliver(c, msg));
+            tally.add(deliver(c, msg, cork));
         }
     } else {
         let skip: HashSet<&str> = exclude.iter().copied().collect();
         for c in clients.filter(|c| !skip.contains(&*c.id)) {
-            tally.add(deliver(c, msg));
+            tally.add(deliver(c, msg, cork));
         }
     }
     tally

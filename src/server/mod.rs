@@ -6,6 +6,7 @@ pub(crate) mod encryption;
 pub(crate) mod hooks;
 pub(crate) mod metrics;
 mod options;
+mod upgrade;
 
 use std::{
     sync::{
@@ -17,7 +18,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::{State, WebSocketUpgrade},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -25,6 +26,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::value::to_raw_value;
 use tokio::{sync::Notify, task::JoinHandle};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use builder::{BuildError, ServerBuilder};
 pub use encryption::{
@@ -34,10 +36,11 @@ pub use encryption::{
 pub use hooks::{AuthRequest, ClientEvent, HookError, HookResult, MessageEvent, RoomRequest};
 pub use metrics::{ConnectionCounts, Metrics};
 pub use options::{ServerOptions, TransportOptions};
+pub use upgrade::{Upgrade, UpgradeRejection};
 
 use crate::{
     broker::{Broker, Delivery},
-    hub::{ClientInfo, Hub, Outgoing, RoomError},
+    hub::{ClientInfo, Cork, Hub, Outgoing, RoomError},
     protocol::{CloseCode, Envelope, MessageType, RoomName},
     session,
 };
@@ -97,7 +100,7 @@ impl Shared {
     }
 
     /// Delivers an envelope from the bus to local clients.
-    fn on_delivery(&self, delivery: Delivery) {
+    fn on_delivery(&self, delivery: Delivery, cork: &mut Cork) {
         let envelope = &delivery.envelope;
         if envelope.server_id == self.server_id {
             return; // our own publish: already delivered locally
@@ -120,17 +123,17 @@ impl Shared {
         let target = envelope.target.as_deref().unwrap_or_default();
         match envelope.kind {
             MessageType::Broadcast => {
-                self.hub.to_all(&msg, &exclude);
+                self.hub.to_all(&msg, &exclude, cork);
             }
             MessageType::Room => {
-                self.hub.to_room(target, &msg, &exclude);
+                self.hub.to_room(target, &msg, &exclude, cork);
             }
             MessageType::User => {
-                self.hub.to_user(target, &msg, &exclude);
+                self.hub.to_user(target, &msg, &exclude, cork);
             }
             MessageType::Client => {
                 if !exclude.contains(&target) {
-                    self.hub.to_client(target, &msg);
+                    self.hub.to_client(target, &msg, cork);
                 }
             }
         }
@@ -154,6 +157,17 @@ impl std::fmt::Debug for Server {
 
 /// Inbox depth between the broker and the server's dispatch task.
 const INBOX_CAPACITY: usize = 4096;
+
+/// Envelopes the dispatch task takes from the inbox at once.
+const INBOX_BURST: usize = 64;
+
+/// Deliveries a burst queues before it wakes the writers it owes, so a burst to a large room
+/// does not hold back the first receivers for long (about a millisecond of fan-out).
+const CORK_DELIVERIES: usize = 16 * 1024;
+
+/// The most the WebSocket codec may hold for a slow peer: it only ever writes control frames
+/// (at most 129 bytes each).
+const CONTROL_WRITE_BUFFER: usize = 4096;
 
 impl Server {
     /// A builder with the spec's defaults.
@@ -189,9 +203,20 @@ impl Server {
         // The weak references let the server be dropped without a shutdown call.
         let weak = Arc::downgrade(&shared);
         let inbox = tokio::spawn(async move {
-            while let Some(delivery) = rx.recv().await {
+            // Everything that arrived together is fanned out under one cork, so each receiver
+            // gets the whole burst in one write; a burst wakes its writers at the latest every
+            // `CORK_DELIVERIES` deliveries.
+            let mut burst = Vec::with_capacity(INBOX_BURST);
+            let mut cork = Cork::default();
+            while rx.recv_many(&mut burst, INBOX_BURST).await > 0 {
                 let Some(shared) = weak.upgrade() else { break };
-                shared.on_delivery(delivery);
+                for delivery in burst.drain(..) {
+                    shared.on_delivery(delivery, &mut cork);
+                    if cork.deliveries() >= CORK_DELIVERIES {
+                        cork.release();
+                    }
+                }
+                cork.release();
             }
         });
         let weak = Arc::downgrade(&shared);
@@ -252,7 +277,7 @@ impl Server {
     /// Upgrades one request: use it from your own handler when you need the request (headers,
     /// query) before accepting. `headers` are the request's (checked against
     /// `Limits::allowed_origins`). Assigns a fresh UUID client id.
-    pub fn upgrade(&self, ws: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+    pub fn upgrade(&self, ws: Upgrade, headers: &HeaderMap) -> Response {
         if self.shared.shutting_down.load(Ordering::Acquire) {
             return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
         }
@@ -270,12 +295,15 @@ impl Server {
         }
         let t = &self.shared.options.transport;
         let shared = self.shared.clone();
-        ws.max_message_size(t.max_payload_length)
-            .max_frame_size(t.max_payload_length)
+        // The codec writes only control frames (pongs, pings, close); data frames go to the
+        // stream from the connection's own batch buffer.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(t.max_payload_length))
+            .max_frame_size(Some(t.max_payload_length))
             .read_buffer_size(t.read_buffer_size)
-            .write_buffer_size(t.write_buffer_size)
-            .max_write_buffer_size(t.write_buffer_size.max(t.backpressure_limit) * 2)
-            .on_upgrade(move |socket| session::run(shared, socket))
+            .write_buffer_size(0)
+            .max_write_buffer_size(CONTROL_WRITE_BUFFER);
+        ws.accept(config, move |socket| session::run(shared, socket))
     }
 
     // ---- delivery (local) ----
@@ -295,7 +323,10 @@ impl Server {
         data: &(impl Serialize + ?Sized),
     ) -> Result<bool, SendError> {
         let msg = Self::outgoing(event, data)?;
-        Ok(self.shared.hub.to_client(client_id, &msg))
+        Ok(self
+            .shared
+            .hub
+            .to_client(client_id, &msg, &mut Cork::default()))
     }
 
     /// Sends to every local session of a user. Returns how many were queued.
@@ -306,7 +337,10 @@ impl Server {
         data: &(impl Serialize + ?Sized),
     ) -> Result<usize, SendError> {
         let msg = Self::outgoing(event, data)?;
-        Ok(self.shared.hub.to_user(user_id, &msg, &[]))
+        Ok(self
+            .shared
+            .hub
+            .to_user(user_id, &msg, &[], &mut Cork::default()))
     }
 
     /// Sends to every local member of a room except `exclude`. The message is encoded once
@@ -319,7 +353,10 @@ impl Server {
         exclude: &[&str],
     ) -> Result<usize, SendError> {
         let msg = Self::outgoing(event, data)?;
-        Ok(self.shared.hub.to_room(room, &msg, exclude))
+        Ok(self
+            .shared
+            .hub
+            .to_room(room, &msg, exclude, &mut Cork::default()))
     }
 
     /// Sends to every authenticated client on this instance except `exclude`.
@@ -330,7 +367,7 @@ impl Server {
         exclude: &[&str],
     ) -> Result<usize, SendError> {
         let msg = Self::outgoing(event, data)?;
-        Ok(self.shared.hub.to_all(&msg, exclude))
+        Ok(self.shared.hub.to_all(&msg, exclude, &mut Cork::default()))
     }
 
     // ---- delivery (cross-instance) ----
@@ -353,15 +390,15 @@ impl Server {
         let hub = &self.shared.hub;
         let (kind, target) = match destination {
             None => {
-                hub.to_all(&msg, &[]);
+                hub.to_all(&msg, &[], &mut Cork::default());
                 (MessageType::Broadcast, None)
             }
             Some(id) if hub.is_client(id) => {
-                hub.to_client(id, &msg);
+                hub.to_client(id, &msg, &mut Cork::default());
                 (MessageType::Client, Some(id))
             }
             Some(room) => {
-                hub.to_room(room, &msg, &[]);
+                hub.to_room(room, &msg, &[], &mut Cork::default());
                 (MessageType::Room, Some(room))
             }
         };
@@ -377,7 +414,9 @@ impl Server {
         exclude: &[&str],
     ) -> Result<(), SendError> {
         let msg = Self::outgoing(event, data)?;
-        self.shared.hub.to_room(room, &msg, exclude);
+        self.shared
+            .hub
+            .to_room(room, &msg, exclude, &mut Cork::default());
         self.publish(MessageType::Room, Some(room), &msg, exclude)
             .await
     }
@@ -390,7 +429,9 @@ impl Server {
         data: &(impl Serialize + ?Sized),
     ) -> Result<(), SendError> {
         let msg = Self::outgoing(event, data)?;
-        self.shared.hub.to_user(user_id, &msg, &[]);
+        self.shared
+            .hub
+            .to_user(user_id, &msg, &[], &mut Cork::default());
         self.publish(MessageType::User, Some(user_id), &msg, &[])
             .await
     }
@@ -403,7 +444,7 @@ impl Server {
         exclude: &[&str],
     ) -> Result<(), SendError> {
         let msg = Self::outgoing(event, data)?;
-        self.shared.hub.to_all(&msg, exclude);
+        self.shared.hub.to_all(&msg, exclude, &mut Cork::default());
         self.publish(MessageType::Broadcast, None, &msg, exclude)
             .await
     }
@@ -604,10 +645,6 @@ pub struct IndexStats {
     pub rooms: usize,
 }
 
-async fn ws_handler(
-    State(server): State<Server>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+async fn ws_handler(State(server): State<Server>, headers: HeaderMap, ws: Upgrade) -> Response {
     server.upgrade(ws, &headers)
 }

@@ -1,13 +1,15 @@
 //! One connection: a pure protocol state machine (`state`), the encryption v2 record channel
 //! (`channel`, also pure), a byte-bounded outbound queue (`outbox`) and the task that does the
-//! socket I/O and timers (`task`, the only place in the crate where bytes meet a socket).
+//! socket I/O and timers (`task`, the only place in the crate where bytes meet a socket), and
+//! the outbound framing the fan-out and the writer share (`wire`).
 
 mod channel;
 mod outbox;
 mod rate;
 pub(crate) mod state;
 mod task;
+pub(crate) mod wire;
 
 pub(crate) use outbox::{Outbox, Push, Queued};
 pub use state::ClientState;
-pub(crate) use task::run;
+pub(crate) use task::{Socket, run};

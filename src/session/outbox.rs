@@ -4,24 +4,22 @@
 //! neighbours); the connection's writer task drains everything queued in one go and flushes
 //! once per batch.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 use crate::{crypto::v2, hub::Outgoing, protocol::CloseCode};
 
-/// One queued item: a ready frame, a message the writer seals for this client, or the v2
-/// sealer the writer takes ownership of.
+/// One queued item, in the order it goes out.
 pub(crate) enum Queued {
-    /// Text sent as is (plaintext receivers share one of these per message).
-    Frame(Utf8Bytes),
+    /// A message sent as it is: its complete frame is shared with every other plaintext
+    /// receiver ([`Outgoing::wire`]), so queueing it writes one pointer, not the bytes.
+    Frame(Arc<Outgoing>),
+    /// A complete frame of this client's own (the v2 server hello, `connected`).
+    Own(Box<[u8]>),
     /// A message the writer passes through the client's sealer before sending.
     Seal(Arc<Outgoing>),
     /// The connection's v2 sealer, handed to the writer once the handshake verified; every
@@ -33,9 +31,10 @@ impl Queued {
     /// Bytes this item accounts for against the backpressure limit.
     fn cost(&self) -> usize {
         match self {
-            Queued::Frame(f) => f.len(),
-            // Sealed output: base64 of plaintext + tag, plus the wrapper.
-            Queued::Seal(m) => m.frame.len() / 3 * 4 + 96,
+            Queued::Frame(m) => m.wire().len(),
+            Queued::Own(frame) => frame.len(),
+            // Sealed output: base64 of plaintext and tag, plus the wrapper.
+            Queued::Seal(m) => m.json().len() / 3 * 4 + 96,
             Queued::Install(_) => 0,
         }
     }
@@ -44,8 +43,11 @@ impl Queued {
 /// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Push {
-    /// Queued for the writer.
+    /// Queued for the writer, which was already owed a wake-up.
     Queued,
+    /// Queued into an empty queue: the writer must be woken ([`Outbox::wake`]), now or when
+    /// the fan-out batch ends.
+    First,
     /// Dropped: the queue is over its byte limit (the client is marked backpressured).
     Dropped,
     /// The connection is closing; nothing more is sent.
@@ -53,13 +55,20 @@ pub(crate) enum Push {
 }
 
 struct State {
-    items: VecDeque<Queued>,
+    items: Vec<Queued>,
     bytes: usize,
     close: Option<CloseCode>,
     closed: bool,
 }
 
-/// A byte-bounded queue with a single consumer (the writer task).
+impl State {
+    fn clear(&mut self) {
+        self.items = Vec::new();
+        self.bytes = 0;
+    }
+}
+
+/// A byte-bounded queue with a single consumer (the connection task's writer).
 pub(crate) struct Outbox {
     state: Mutex<State>,
     wake: Notify,
@@ -73,7 +82,7 @@ impl Outbox {
     pub(crate) fn new(limit: usize, close_on_limit: bool) -> Self {
         Self {
             state: Mutex::new(State {
-                items: VecDeque::new(),
+                items: Vec::new(),
                 bytes: 0,
                 close: None,
                 closed: false,
@@ -86,8 +95,26 @@ impl Outbox {
         }
     }
 
-    /// Queues an item unless that would take the queue past its byte limit.
+    /// Queues an item unless that would take the queue past its byte limit, and wakes the
+    /// writer.
     pub(crate) fn push(&self, item: Queued) -> Push {
+        let push = self.push_quiet(item);
+        if push == Push::First {
+            self.wake();
+        }
+        push
+    }
+
+    /// Wakes the writer (owed after a [`Push::First`]). A stored permit covers a writer that
+    /// is not waiting yet; the writer drains everything each time it wakes, so one wake per
+    /// batch is enough.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// [`Outbox::push`] without the wake: the caller wakes the writer on [`Push::First`] (the
+    /// fan-out does, once per receiver per batch; see `hub::Cork`).
+    pub(crate) fn push_quiet(&self, item: Queued) -> Push {
         let cost = item.cost();
         let Ok(mut state) = self.state.lock() else {
             return Push::Closed;
@@ -96,28 +123,21 @@ impl Outbox {
             return Push::Closed;
         }
         // An empty queue always takes one item, so a single large frame still goes out.
-        if !state.items.is_empty() && state.bytes + cost > self.limit {
+        let was_empty = state.items.is_empty();
+        if !was_empty && state.bytes + cost > self.limit {
             self.backpressured.store(true, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             if self.close_on_limit {
-                state.items.clear();
-                state.bytes = 0;
+                state.clear();
                 state.close = Some(CloseCode::PolicyViolation);
                 drop(state);
-                self.wake.notify_one();
+                self.wake();
             }
             return Push::Dropped;
         }
-        let was_empty = state.items.is_empty();
         state.bytes += cost;
-        state.items.push_back(item);
-        drop(state);
-        // The writer drains everything each time it wakes, so only the first item of a batch
-        // needs to wake it (a stored permit covers a writer that is not waiting yet).
-        if was_empty {
-            self.wake.notify_one();
-        }
-        Push::Queued
+        state.items.push(item);
+        if was_empty { Push::First } else { Push::Queued }
     }
 
     /// Queues a control item (the v2 sealer) regardless of the byte limit: losing it would
@@ -129,9 +149,9 @@ impl Outbox {
         if state.closed || state.close.is_some() {
             return false;
         }
-        state.items.push_back(item);
+        state.items.push(item);
         drop(state);
-        self.wake.notify_one();
+        self.wake();
         true
     }
 
@@ -143,7 +163,7 @@ impl Outbox {
         {
             state.close = Some(code);
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// The peer sent a close frame: drop what is queued and let the writer answer it (the
@@ -152,25 +172,24 @@ impl Outbox {
         if let Ok(mut state) = self.state.lock()
             && !state.closed
         {
-            state.items.clear();
-            state.bytes = 0;
+            state.clear();
             state.close = Some(CloseCode::Normal);
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Marks the connection gone: nothing more is queued or sent.
     pub(crate) fn shut(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
-            state.items.clear();
-            state.bytes = 0;
+            state.clear();
         }
-        self.wake.notify_one();
+        self.wake();
     }
 
-    /// Moves everything queued into `batch`; returns the close request, if any, once the queue
-    /// is empty. Waits when there is nothing to do.
+    /// Moves everything queued into `batch`, which the writer left empty: the two lists are
+    /// swapped, so their allocations alternate and steady traffic allocates nothing. Returns
+    /// the close request, if any, once the queue is empty. Waits when there is nothing to do.
     pub(crate) async fn next_batch(&self, batch: &mut Vec<Queued>) -> Next {
         loop {
             {
@@ -181,7 +200,7 @@ impl Outbox {
                     return Next::Stop;
                 }
                 if !state.items.is_empty() {
-                    batch.extend(state.items.drain(..));
+                    std::mem::swap(&mut state.items, batch);
                     state.bytes = 0;
                     return Next::Frames;
                 }
@@ -194,7 +213,7 @@ impl Outbox {
         }
     }
 
-    /// Called by the writer after a batch is flushed with nothing left queued.
+    /// Called by the writer after a batch is written with nothing left queued.
     pub(crate) fn drained(&self) {
         let empty = self
             .state
@@ -240,13 +259,13 @@ mod tests {
     use super::*;
 
     fn frame(n: usize) -> Queued {
-        Queued::Frame(Utf8Bytes::from("x".repeat(n)))
+        Queued::Own(vec![b'x'; n].into_boxed_slice())
     }
 
     #[tokio::test]
     async fn bounded_in_bytes_with_backpressure_flag() {
         let outbox = Outbox::new(100, false);
-        assert_eq!(outbox.push(frame(60)), Push::Queued);
+        assert_eq!(outbox.push(frame(60)), Push::First);
         assert_eq!(outbox.push(frame(40)), Push::Queued);
         assert_eq!(outbox.queued_bytes(), 100);
         assert_eq!(outbox.push(frame(1)), Push::Dropped);
@@ -257,20 +276,20 @@ mod tests {
         assert_eq!(batch.len(), 2);
         outbox.drained();
         assert!(!outbox.is_backpressured());
-        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        assert_eq!(outbox.push(frame(1)), Push::First);
     }
 
     #[tokio::test]
     async fn one_oversized_frame_goes_out_alone() {
         let outbox = Outbox::new(10, false);
-        assert_eq!(outbox.push(frame(50)), Push::Queued);
+        assert_eq!(outbox.push(frame(50)), Push::First);
         assert_eq!(outbox.push(frame(1)), Push::Dropped);
     }
 
     #[tokio::test]
     async fn close_on_limit_closes_with_policy_violation() {
         let outbox = Outbox::new(10, true);
-        assert_eq!(outbox.push(frame(10)), Push::Queued);
+        assert_eq!(outbox.push(frame(10)), Push::First);
         assert_eq!(outbox.push(frame(10)), Push::Dropped);
         assert_eq!(outbox.push(frame(1)), Push::Closed);
         let mut batch = Vec::new();
@@ -295,5 +314,16 @@ mod tests {
             Next::Close(CloseCode::GoingAway)
         );
         assert_eq!(outbox.next_batch(&mut batch).await, Next::Stop);
+    }
+
+    /// A quiet push owes exactly one wake per batch: the first push into an empty queue.
+    #[tokio::test]
+    async fn only_the_first_push_of_a_batch_owes_a_wake() {
+        let outbox = Outbox::new(1000, false);
+        assert_eq!(outbox.push_quiet(frame(1)), Push::First);
+        assert_eq!(outbox.push_quiet(frame(1)), Push::Queued);
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        assert_eq!(outbox.push_quiet(frame(1)), Push::First);
     }
 }

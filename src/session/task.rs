@@ -2,6 +2,7 @@
 //! runs the hooks in order for this client, and writes what the [`Outbox`] holds.
 
 use std::{
+    cell::RefCell,
     collections::HashSet,
     future::Future,
     pin::Pin,
@@ -9,17 +10,25 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::time::Instant;
+use tokio::{io::AsyncWriteExt as _, time::Instant};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        self, Message, Utf8Bytes,
+        protocol::{CloseFrame, frame::coding::CloseCode as WireCloseCode},
+    },
+};
 
 use super::{
-    Outbox, Queued,
+    Outbox,
     channel::{Channel, Inbound},
-    outbox::Next,
+    outbox::{Next, Queued},
     state::{Action, Admit, AuthResult, ClientState, Session},
+    wire,
 };
 use crate::{
     crypto::v2,
@@ -35,6 +44,20 @@ use crate::{
 
 /// How long a closing connection may take to flush its close frame.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A writer keeps its batch buffer between batches up to this capacity (so steady traffic
+/// allocates nothing); a larger one, left by a burst, is freed.
+const RETAINED_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a worker thread assembles plaintext batches: one buffer per thread, hot in cache,
+    /// that every connection's writer on the thread fills and hands to its socket in turn.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The upgraded connection: the WebSocket codec reads frames, answers pings and does the
+/// closing handshake; outbound data frames are written to its stream directly (`wire`).
+pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 type AuthFuture = Pin<Box<dyn Future<Output = AuthOutcome> + Send>>;
 
@@ -62,7 +85,7 @@ impl Drop for SessionGuard {
 }
 
 /// Serves one upgraded WebSocket until it closes.
-pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
+pub(crate) async fn run(shared: Arc<Shared>, mut socket: Socket) {
     shared.sessions.fetch_add(1, Ordering::AcqRel);
     Counters::add(&shared.hub.counters.connections_opened, 1);
     let _guard = SessionGuard(shared.clone());
@@ -84,10 +107,12 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
         .then(|| transport.idle_timeout / 2);
     let writer = Writer {
         batch: Vec::new(),
+        out: Vec::new(),
         v2_sealer: None,
         cfg: WriterConfig {
             ping_every,
             write_timeout: shared.options.limits.write_timeout,
+            write_chunk: transport.write_buffer_size.max(1),
             transformer: shared.encryption.transformer.clone(),
             counters: shared.hub.counters.clone(),
         },
@@ -105,7 +130,7 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: WebSocket) {
         closing: false,
         writer,
     };
-    let ended_by_us = conn.serve(socket).await;
+    let ended_by_us = conn.serve(&mut socket).await;
 
     conn.session.on_close();
     client.set_state(ClientState::Disconnected);
@@ -136,93 +161,152 @@ struct Connection {
 enum Wake {
     /// The outbox has frames or a close for the socket.
     Outbox(Next),
-    /// Time for a transport ping.
-    Ping,
     /// Authentication finished.
     Auth(AuthOutcome),
     /// Something arrived from the peer (or the stream ended).
-    Read(Option<Result<Message, axum::Error>>),
-    /// The auth timer fired.
-    AuthTimer,
-    /// Nothing arrived for the transport idle timeout.
+    Read(Option<Result<Message, tungstenite::Error>>),
+    /// The connection's one timer fired: auth deadline, transport ping or idle check.
+    Timer,
+}
+
+/// The connection's deadlines besides authentication's, served by one timer: a ping every
+/// `ping_every`, and the idle check, armed for the last read plus the idle timeout. Reads only
+/// move the idle deadline later, so the timer is not touched per read: when it fires early, it
+/// is re-armed for what is due next.
+struct Timers {
+    idle_timeout: Option<Duration>,
+    last_read: Instant,
+    ping_every: Option<Duration>,
+    next_ping: Option<Instant>,
+}
+
+/// What the timer found due.
+enum Due {
+    Nothing,
     Idle,
+    Ping,
+}
+
+impl Timers {
+    fn new(now: Instant, idle_timeout: Duration, ping_every: Option<Duration>) -> Self {
+        Self {
+            idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+            last_read: now,
+            ping_every,
+            next_ping: ping_every.map(|p| now + p),
+        }
+    }
+
+    /// The earliest deadline, `auth` included. Far in the future when there is none.
+    fn next(&self, auth: Option<Instant>) -> Instant {
+        let idle = self.idle_timeout.map(|t| self.last_read + t);
+        [auth, idle, self.next_ping]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| self.last_read + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    fn check(&mut self, now: Instant) -> Due {
+        if self.idle_timeout.is_some_and(|t| now >= self.last_read + t) {
+            return Due::Idle;
+        }
+        if let (Some(at), Some(every)) = (self.next_ping, self.ping_every)
+            && now >= at
+        {
+            self.next_ping = Some(now + every);
+            return Due::Ping;
+        }
+        Due::Nothing
+    }
 }
 
 impl Connection {
     /// Serves the socket until the connection ends: reads frames, runs the protocol, and writes
     /// what the outbox holds, all in this one task (one task per connection, no lock between a
     /// read half and a write half). Returns true when the server ended the connection.
-    async fn serve(&mut self, mut socket: WebSocket) -> bool {
-        let idle_timeout = self.shared.options.transport.idle_timeout;
-        let mut idle_deadline = Instant::now() + idle_timeout;
+    async fn serve(&mut self, socket: &mut Socket) -> bool {
+        let mut timers = Timers::new(
+            Instant::now(),
+            self.shared.options.transport.idle_timeout,
+            self.writer.cfg.ping_every,
+        );
         let mut auth: Option<AuthFuture> = None;
-        let mut ping = self
-            .writer
-            .cfg
-            .ping_every
-            .map(|p| tokio::time::interval_at(Instant::now() + p, p));
+        let timer = tokio::time::sleep_until(timers.next(self.session.auth_deadline()));
+        tokio::pin!(timer);
         loop {
-            let auth_deadline = self.session.auth_deadline();
+            // The auth deadline moves when authentication starts or ends; only an earlier one
+            // needs the timer re-armed (a later one is found when it fires).
+            if let Some(at) = self.session.auth_deadline()
+                && at < timer.deadline()
+            {
+                timer.as_mut().reset(at);
+            }
             let wake = tokio::select! {
                 next = self.client.outbox.next_batch(&mut self.writer.batch) => Wake::Outbox(next),
-                _ = tick(ping.as_mut()) => Wake::Ping,
                 outcome = async { auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if auth.is_some() => Wake::Auth(outcome),
                 msg = socket.next() => Wake::Read(msg),
-                () = sleep_until_opt(auth_deadline) => Wake::AuthTimer,
-                () = tokio::time::sleep_until(idle_deadline), if !idle_timeout.is_zero() => Wake::Idle,
+                () = &mut timer => Wake::Timer,
             };
             match wake {
                 Wake::Outbox(next) => {
-                    if self.writer.apply(next, &mut socket, &self.client).await == Wrote::Done {
+                    if self.writer.apply(next, socket, &self.client).await == Wrote::Done {
                         // A close was sent (sweep, shutdown, backpressure, kick) or the socket
                         // failed.
                         return true;
                     }
                 }
-                Wake::Ping => {
-                    if !self.writer.ping(&mut socket).await {
-                        return false;
-                    }
-                }
                 Wake::Auth(outcome) => {
                     auth = None;
                     if !Box::pin(self.finish_auth(outcome)).await {
-                        return Box::pin(self.finish(&mut socket)).await;
+                        return Box::pin(self.finish(socket)).await;
                     }
                 }
-                Wake::AuthTimer => {
-                    if let Some(code) = self.session.on_tick(Instant::now()) {
+                Wake::Timer => {
+                    let now = Instant::now();
+                    if let Some(code) = self.session.on_tick(now) {
                         self.client.outbox.close(code);
-                        return Box::pin(self.finish(&mut socket)).await;
+                        return Box::pin(self.finish(socket)).await;
                     }
-                }
-                Wake::Idle => {
-                    tracing::debug!(client = %self.client.id, "transport idle timeout");
-                    self.client.outbox.close(CloseCode::GoingAway);
-                    return Box::pin(self.finish(&mut socket)).await;
+                    match timers.check(now) {
+                        Due::Idle => {
+                            tracing::debug!(client = %self.client.id, "transport idle timeout");
+                            self.client.outbox.close(CloseCode::GoingAway);
+                            return Box::pin(self.finish(socket)).await;
+                        }
+                        Due::Ping => {
+                            if !self.writer.ping(socket).await {
+                                return false;
+                            }
+                        }
+                        Due::Nothing => {}
+                    }
+                    timer
+                        .as_mut()
+                        .reset(timers.next(self.session.auth_deadline()));
                 }
                 Wake::Read(msg) => {
                     let bytes = match msg {
                         Some(Ok(Message::Text(text))) => Some(text.into()),
                         Some(Ok(Message::Binary(bin))) => Some(bin),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
                         Some(Ok(Message::Close(_))) => {
                             // Complete the closing handshake before dropping the socket.
                             self.client.outbox.close_by_peer();
-                            return Box::pin(self.finish(&mut socket)).await;
+                            return Box::pin(self.finish(socket)).await;
                         }
                         None => return false,
+                        Some(Err(tungstenite::Error::Capacity(_))) => {
+                            tracing::debug!(client = %self.client.id, "frame over max payload length");
+                            self.client.outbox.close(CloseCode::MessageTooBig);
+                            return Box::pin(self.finish(socket)).await;
+                        }
                         Some(Err(e)) => {
-                            if is_capacity_error(&e) {
-                                tracing::debug!(client = %self.client.id, "frame over max payload length");
-                                self.client.outbox.close(CloseCode::MessageTooBig);
-                                return Box::pin(self.finish(&mut socket)).await;
-                            }
                             tracing::debug!(client = %self.client.id, error = %e, "read error");
                             return false;
                         }
                     };
-                    idle_deadline = Instant::now() + idle_timeout;
+                    timers.last_read = Instant::now();
                     let Some(bytes) = bytes else { continue };
                     Counters::add(&self.shared.hub.counters.frames_in, 1);
                     // SECURITY: v2 records are opened before the frame budget is charged, even
@@ -242,11 +326,11 @@ impl Connection {
                         }
                         Inbound::HandshakeFailed => {
                             self.fail_v2(true);
-                            return Box::pin(self.finish(&mut socket)).await;
+                            return Box::pin(self.finish(socket)).await;
                         }
                         Inbound::RecordFailed => {
                             self.fail_v2(false);
-                            return Box::pin(self.finish(&mut socket)).await;
+                            return Box::pin(self.finish(socket)).await;
                         }
                         Inbound::Ignore => continue,
                     };
@@ -262,7 +346,7 @@ impl Connection {
                         Admit::Close => {
                             Counters::add(&self.shared.hub.counters.rate_limited, 1);
                             self.client.outbox.close(CloseCode::PolicyViolation);
-                            return Box::pin(self.finish(&mut socket)).await;
+                            return Box::pin(self.finish(socket)).await;
                         }
                     }
                     self.client.touch(self.shared.hub.clock.now_ms());
@@ -272,7 +356,7 @@ impl Connection {
                         auth = Some(fut);
                     }
                     if self.closing {
-                        return Box::pin(self.finish(&mut socket)).await;
+                        return Box::pin(self.finish(socket)).await;
                     }
                 }
             }
@@ -281,7 +365,7 @@ impl Connection {
 
     /// The server is closing: writes out what is queued and the close frame, within
     /// `CLOSE_FLUSH_TIMEOUT`. Returns true (the server ended the connection).
-    async fn finish(&mut self, socket: &mut WebSocket) -> bool {
+    async fn finish(&mut self, socket: &mut Socket) -> bool {
         let drain = async {
             loop {
                 let next = self.client.outbox.next_batch(&mut self.writer.batch).await;
@@ -367,7 +451,8 @@ impl Connection {
         match self.channel.start(data.as_deref(), signing) {
             Ok(hello) => {
                 self.handshake_permit = Some(permit);
-                Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(hello)));
+                let hello = wire::text_frame(&hello).into_boxed_slice();
+                self.client.outbox.push(Queued::Own(hello));
             }
             Err(()) => self.fail_v2(true),
         }
@@ -448,7 +533,7 @@ impl Connection {
             match serde_json::value::to_raw_value(&connected) {
                 Ok(raw) => {
                     let msg = Outgoing::new(SystemEvent::Connected.as_str(), raw);
-                    Hub::push_direct(&self.client, Queued::Seal(msg));
+                    self.client.outbox.push(Queued::Seal(msg));
                 }
                 Err(e) => tracing::error!(error = %e, "encoding connected"),
             }
@@ -457,7 +542,8 @@ impl Connection {
             // needs to derive its key), before the client joins any room, so nothing sealed
             // precedes it.
             let frame = encode_system(SystemEvent::Connected, &connected);
-            Hub::push_direct(&self.client, Queued::Frame(Utf8Bytes::from(frame)));
+            let frame = wire::text_frame(&frame).into_boxed_slice();
+            self.client.outbox.push(Queued::Own(frame));
         }
         if !self
             .shared
@@ -508,12 +594,7 @@ impl Connection {
         match serde_json::value::to_raw_value(&data) {
             Ok(raw) => {
                 let msg = Outgoing::new(SystemEvent::Error.as_str(), raw);
-                let item = if self.client.is_encrypted() {
-                    Queued::Seal(msg)
-                } else {
-                    Queued::Frame(msg.frame.clone())
-                };
-                Hub::push_direct(&self.client, item);
+                Hub::push_direct(&self.client, msg);
             }
             Err(e) => tracing::error!(error = %e, "encoding an error event"),
         }
@@ -673,26 +754,13 @@ async fn authenticate(
     }
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn is_capacity_error(e: &axum::Error) -> bool {
-    // axum wraps tungstenite's error; its `Capacity` variant reads "Space limit exceeded".
-    let text = e.to_string();
-    text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too big")
-}
-
 /// What the writer needs besides the socket and the client.
 struct WriterConfig {
     ping_every: Option<Duration>,
     // SECURITY: a peer that stops reading cannot hold a writer (and its queue) forever.
     write_timeout: Duration,
+    /// Bytes assembled before a write (`TransportOptions::write_buffer_size`).
+    write_chunk: usize,
     transformer: Option<Transformer>,
     counters: Arc<Counters>,
 }
@@ -707,6 +775,8 @@ enum Wrote {
 /// The outbound half of a connection: the batch being written and the v2 sealer.
 struct Writer {
     batch: Vec<Queued>,
+    /// Where sealed frames are assembled before they are written.
+    out: Vec<u8>,
     /// The v2 sealer, once the session hands it over through the outbox: owned here alone, so
     /// its record counter follows the order frames are written in.
     v2_sealer: Option<Box<v2::Sealer>>,
@@ -714,36 +784,27 @@ struct Writer {
 }
 
 impl Writer {
-    /// Carries out what the outbox handed over. Every batch is written and flushed under one
-    /// deadline; a write blocked past the write timeout ends the connection.
-    async fn apply(&mut self, next: Next, socket: &mut WebSocket, client: &Client) -> Wrote {
+    /// Carries out what the outbox handed over. Every batch is written under one deadline,
+    /// armed only if the socket does not take it at once; a write blocked past the write
+    /// timeout ends the connection.
+    async fn apply(&mut self, next: Next, socket: &mut Socket, client: &Client) -> Wrote {
         let limit = self.cfg.write_timeout;
         match next {
             Next::Frames => {
-                let written = tokio::time::timeout(
-                    limit,
-                    write_batch(
-                        socket,
-                        client,
-                        &mut self.batch,
-                        &mut self.v2_sealer,
-                        &self.cfg,
-                    ),
-                )
-                .await;
+                let written = self.write_batch(socket, client).await;
                 match written {
-                    Ok(BatchEnd::Written(n)) => {
+                    BatchEnd::Written(n) => {
                         Counters::add(&self.cfg.counters.frames_out, n);
                         client.outbox.drained();
                         Wrote::More
                     }
-                    Ok(BatchEnd::Fatal(n)) => {
+                    BatchEnd::Fatal(n) => {
                         Counters::add(&self.cfg.counters.frames_out, n);
                         send_close(socket, CloseCode::EncryptionRequired, limit).await;
                         client.outbox.shut();
                         Wrote::Done
                     }
-                    Ok(BatchEnd::Failed) | Err(_) => {
+                    BatchEnd::Failed => {
                         tracing::debug!(client = %client.id, "write failed or timed out");
                         client.outbox.shut();
                         Wrote::Done
@@ -760,7 +821,7 @@ impl Writer {
     }
 
     /// Sends a transport ping; false if the socket failed.
-    async fn ping(&mut self, socket: &mut WebSocket) -> bool {
+    async fn ping(&mut self, socket: &mut Socket) -> bool {
         let sent = tokio::time::timeout(
             self.cfg.write_timeout,
             socket.send(Message::Ping(Default::default())),
@@ -768,120 +829,234 @@ impl Writer {
         .await;
         matches!(sent, Ok(Ok(())))
     }
+
+    /// Writes the batch in order. A plaintext batch is assembled in the thread's scratch
+    /// buffer and handed to the socket without waiting; only what the socket does not take
+    /// at once is copied aside and waited for. A batch with messages to seal is assembled in
+    /// the connection's own buffer (sealing may wait), in chunks of `write_chunk`.
+    async fn write_batch(&mut self, socket: &mut Socket, client: &Client) -> BatchEnd {
+        let mut deadline = None;
+        let limit = self.cfg.write_timeout;
+        let chunk = self.cfg.write_chunk;
+        let mut items = std::mem::take(&mut self.batch);
+        let plain = items
+            .iter()
+            .all(|i| matches!(i, Queued::Frame(_) | Queued::Own(_)));
+        let mut written = 0;
+        let mut fatal = false;
+        let mut ok = if plain {
+            written = items.len() as u64;
+            write_plain_now(socket, &items, chunk, &mut self.out)
+        } else {
+            true
+        };
+        let mut sealed = 0usize;
+        for item in items.drain(..).filter(|_| !plain) {
+            if !ok {
+                break;
+            }
+            match item {
+                Queued::Frame(msg) => self.out.extend_from_slice(msg.wire()),
+                Queued::Own(frame) => self.out.extend_from_slice(&frame),
+                Queued::Install(sealer) => {
+                    self.v2_sealer = Some(sealer);
+                    continue;
+                }
+                Queued::Seal(msg) => {
+                    sealed += 1;
+                    if sealed.is_multiple_of(SEALS_PER_YIELD) {
+                        tokio::task::yield_now().await;
+                    }
+                    if matches!(client.sealer.get(), Some(Sealer::V2)) {
+                        match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
+                            Some(Ok(record)) => {
+                                wire::push_text_frame(&mut self.out, record.as_bytes());
+                            }
+                            _ => {
+                                // SECURITY: the hard record limit (or no sealer): the channel
+                                // cannot go on, and skipping would be a gap.
+                                tracing::warn!(client = %client.id, "v2 sealing failed; closing");
+                                fatal = true;
+                                break;
+                            }
+                        }
+                    } else if !seal(client, &msg, self.cfg.transformer.as_ref(), &mut self.out)
+                        .await
+                    {
+                        continue;
+                    }
+                }
+            }
+            written += 1;
+            if self.out.len() >= chunk {
+                ok = write_wire(socket, &self.out, &mut deadline, limit).await;
+                self.out.clear();
+            }
+        }
+        // Keep the (emptied) list's allocation: the outbox swaps it in next time.
+        items.clear();
+        self.batch = items;
+        if ok && !self.out.is_empty() {
+            ok = write_wire(socket, &self.out, &mut deadline, limit).await;
+        }
+        self.out.clear();
+        if self.out.capacity() > RETAINED_BUFFER {
+            self.out = Vec::new();
+        }
+        match (ok, fatal) {
+            (false, _) => BatchEnd::Failed,
+            (true, true) => BatchEnd::Fatal(written),
+            (true, false) => BatchEnd::Written(written),
+        }
+    }
 }
 
-async fn tick(interval: Option<&mut tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
+/// Writes a plaintext batch through the thread's scratch buffer, in chunks of `chunk` bytes,
+/// without waiting: whatever the socket does not take at once is appended to `spill` for the
+/// caller to wait on. False if the socket failed.
+fn write_plain_now(
+    socket: &mut Socket,
+    items: &[Queued],
+    chunk: usize,
+    spill: &mut Vec<u8>,
+) -> bool {
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        let mut ok = true;
+        let mut blocked = false;
+        let mut frames = items.iter().filter_map(|item| match item {
+            Queued::Frame(msg) => Some(msg.wire()),
+            Queued::Own(frame) => Some(&frame[..]),
+            Queued::Seal(_) | Queued::Install(_) => None,
+        });
+        loop {
+            let next = frames.next();
+            if let Some(frame) = next {
+                if blocked {
+                    spill.extend_from_slice(frame);
+                    continue;
+                }
+                buf.extend_from_slice(frame);
+                if buf.len() < chunk {
+                    continue;
+                }
+            }
+            if !blocked && !buf.is_empty() {
+                match try_write_now(socket, buf) {
+                    Some(n) if n == buf.len() => {}
+                    Some(n) => {
+                        spill.extend_from_slice(&buf[n..]);
+                        blocked = true;
+                    }
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+                buf.clear();
+            }
+            if next.is_none() {
+                break;
+            }
         }
-        None => std::future::pending().await,
+        buf.clear();
+        if buf.capacity() > 2 * chunk {
+            *buf = Vec::new();
+        }
+        ok
+    })
+}
+
+/// One write attempt that never waits: how many bytes the socket took (0 if the codec still
+/// holds a control frame or the socket is full), or `None` if the socket failed.
+fn try_write_now(socket: &mut Socket, bytes: &[u8]) -> Option<usize> {
+    match socket.flush().now_or_never() {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return None,
+        None => return Some(0),
     }
+    match socket.get_mut().write(bytes).now_or_never() {
+        Some(Ok(0)) | Some(Err(_)) => None,
+        Some(Ok(n)) => Some(n),
+        None => Some(0),
+    }
+}
+
+/// Writes complete frames to the socket, after anything the codec itself still holds (a pong,
+/// say). The usual case, a socket that takes everything at once, arms no timer; otherwise the
+/// batch's deadline is armed (once per batch) and the write waits for it at most.
+async fn write_wire(
+    socket: &mut Socket,
+    bytes: &[u8],
+    deadline: &mut Option<Instant>,
+    limit: Duration,
+) -> bool {
+    let rest = match try_write_now(socket, bytes) {
+        Some(n) if n == bytes.len() => return true,
+        Some(n) => &bytes[n..],
+        None => return false,
+    };
+    let at = *deadline.get_or_insert_with(|| Instant::now() + limit);
+    let slow =
+        async { socket.flush().await.is_ok() && socket.get_mut().write_all(rest).await.is_ok() };
+    matches!(tokio::time::timeout_at(at, slow).await, Ok(true))
 }
 
 /// How writing one batch ended.
 enum BatchEnd {
-    /// Every frame written and flushed.
+    /// Every frame written.
     Written(u64),
-    /// The v2 channel cannot go on (record limit, no sealer); these were flushed first.
+    /// The v2 channel cannot go on (record limit, no sealer); these were written first.
     Fatal(u64),
-    /// The socket failed.
+    /// The socket failed or the write timed out.
     Failed,
 }
 
 /// Seals between yields: a writer sealing a long batch lets other connections' writers run.
 const SEALS_PER_YIELD: usize = 16;
 
-/// Feeds every frame of a batch (sealing as needed), then flushes once.
-async fn write_batch(
-    sink: &mut WebSocket,
-    client: &Client,
-    batch: &mut Vec<Queued>,
-    v2_sealer: &mut Option<Box<v2::Sealer>>,
-    cfg: &WriterConfig,
-) -> BatchEnd {
-    let mut written = 0;
-    let mut sealed = 0usize;
-    let mut fatal = false;
-    for item in batch.drain(..) {
-        let text = match item {
-            Queued::Frame(frame) => frame,
-            Queued::Install(sealer) => {
-                *v2_sealer = Some(sealer);
-                continue;
-            }
-            Queued::Seal(msg) => {
-                sealed += 1;
-                if sealed.is_multiple_of(SEALS_PER_YIELD) {
-                    tokio::task::yield_now().await;
-                }
-                if matches!(client.sealer.get(), Some(Sealer::V2)) {
-                    match v2_sealer.as_mut().map(|s| s.seal(msg.frame.as_bytes())) {
-                        Some(Ok(record)) => Utf8Bytes::from(record),
-                        _ => {
-                            // SECURITY: the hard record limit (or no sealer): the channel cannot
-                            // go on, and skipping would be a gap.
-                            tracing::warn!(client = %client.id, "v2 sealing failed; closing");
-                            fatal = true;
-                            break;
-                        }
-                    }
-                } else {
-                    match seal(client, &msg, cfg.transformer.as_ref()).await {
-                        Some(text) => text,
-                        None => continue,
-                    }
-                }
-            }
-        };
-        if sink.feed(Message::Text(text)).await.is_err() {
-            return BatchEnd::Failed;
-        }
-        written += 1;
-    }
-    batch.clear();
-    if sink.flush().await.is_err() {
-        return BatchEnd::Failed;
-    }
-    if fatal {
-        BatchEnd::Fatal(written)
-    } else {
-        BatchEnd::Written(written)
-    }
-}
-
 /// Sends a close frame (or, if the peer closed first, the echo of its close frame).
-async fn send_close(sink: &mut WebSocket, code: CloseCode, limit: Duration) {
+async fn send_close(socket: &mut Socket, code: CloseCode, limit: Duration) {
     let frame = CloseFrame {
-        code: code.code(),
+        code: WireCloseCode::from(code.code()),
         reason: Utf8Bytes::from_static(code.reason()),
     };
-    let sent = tokio::time::timeout(limit, sink.send(Message::Close(Some(frame)))).await;
+    let sent = tokio::time::timeout(limit, socket.send(Message::Close(Some(frame)))).await;
     if matches!(sent, Ok(Err(_))) {
         // The peer closed first: the WebSocket layer queued the echo of its close frame and
         // refuses a new one; flushing sends the echo.
-        let _ = tokio::time::timeout(limit, sink.flush()).await;
+        let _ = tokio::time::timeout(limit, socket.flush()).await;
     }
 }
 
+/// Seals one message for a v1 or custom-transformer client and appends its frame to `out`.
+/// Returns false when nothing was produced (the message is dropped).
 async fn seal(
     client: &Client,
     msg: &Outgoing,
     transformer: Option<&Transformer>,
-) -> Option<Utf8Bytes> {
-    match client.sealer.get()? {
-        Sealer::Frame(sealer) => {
-            let sealed = sealer.seal_frame(msg.frame.as_bytes());
-            if sealed.is_none() {
-                tracing::warn!(client = %client.id, "sealing failed; message dropped");
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(sealer) = client.sealer.get() else {
+        return false;
+    };
+    match sealer {
+        Sealer::Frame(sealer) => match sealer.seal_frame(msg.json()) {
+            Some(sealed) => {
+                wire::push_text_frame(out, sealed.as_bytes());
+                true
             }
-            sealed.map(Utf8Bytes::from)
-        }
+            None => {
+                tracing::warn!(client = %client.id, "sealing failed; message dropped");
+                false
+            }
+        },
         // Sealed in `write_batch` with the sealer the writer owns.
-        Sealer::V2 => None,
+        Sealer::V2 => false,
         Sealer::Transform => {
             let Some(transformer) = transformer else {
-                return Some(msg.frame.clone());
+                wire::push_text_frame(out, msg.json());
+                return true;
             };
             let request = OutboundRequest {
                 client_id: client.id.to_string(),
@@ -891,9 +1066,13 @@ async fn seal(
             };
             // Boxed: the transformer's state only exists while it runs, not in every
             // connection's task.
-            Box::pin(transformer.apply(request, msg.frame.as_str()))
-                .await
-                .map(Utf8Bytes::from)
+            match Box::pin(transformer.apply(request, msg.text())).await {
+                Some(text) => {
+                    wire::push_text_frame(out, text.as_bytes());
+                    true
+                }
+                None => false,
+            }
         }
     }
 }

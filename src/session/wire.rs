@@ -1,0 +1,67 @@
+//! Outbound WebSocket framing: a text message becomes the exact bytes a server sends for it.
+//!
+//! Server frames are never masked, so the complete frame (header and payload) of a message is
+//! the same for every receiver. The fan-out frames a plaintext message once and copies those
+//! bytes into each receiver's outbox; the writer hands whole batches to the socket without
+//! going through the WebSocket codec per frame (the codec still reads, answers pings and
+//! closes: see `task`).
+
+use tokio_tungstenite::tungstenite::protocol::frame::{
+    FrameHeader,
+    coding::{Data, OpCode},
+};
+
+/// The longest header of an unmasked server frame: 2 bytes plus a 64-bit length.
+pub(crate) const MAX_HEADER: usize = 10;
+
+/// Appends the header of one unfragmented, unmasked text frame of `len` payload bytes.
+pub(crate) fn push_text_header(out: &mut Vec<u8>, len: usize) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    // Formatting into a `Vec` cannot fail: `Write for Vec<u8>` only grows it.
+    let _ = header.format(len as u64, out);
+}
+
+/// Appends one complete text frame carrying `payload` (UTF-8 text).
+pub(crate) fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.reserve(payload.len() + MAX_HEADER);
+    push_text_header(out, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// One complete text frame carrying `payload`.
+pub(crate) fn text_frame(payload: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
+    push_text_frame(&mut out, payload.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+
+    /// Our bytes parse back as the frame tungstenite itself would write, at each length format.
+    #[test]
+    fn frames_match_the_codec_at_every_length_format() {
+        for len in [0usize, 1, 125, 126, 65_535, 65_536, 200_000] {
+            let payload = "x".repeat(len);
+            let ours = text_frame(&payload);
+            let mut theirs = Vec::new();
+            Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
+                .format(&mut theirs)
+                .expect("formats");
+            assert_eq!(ours, theirs, "length {len}");
+            let mut cursor = std::io::Cursor::new(&ours);
+            let (header, parsed_len) = FrameHeader::parse(&mut cursor)
+                .expect("parses")
+                .expect("complete");
+            assert_eq!(parsed_len, len as u64);
+            assert!(header.is_final && header.mask.is_none());
+            assert_eq!(&ours[cursor.position() as usize..], payload.as_bytes());
+            assert!(ours.len() <= len + MAX_HEADER);
+        }
+    }
+}
