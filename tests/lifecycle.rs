@@ -370,6 +370,109 @@ async fn transport_idle_timeout_closes_silent_peers() {
     assert_eq!(code, Some(1001));
 }
 
+/// The idle check is armed once and re-armed when it fires: every frame from the peer pushes
+/// the deadline back, however long the connection lives.
+#[tokio::test]
+async fn transport_idle_timeout_counts_from_the_last_frame() {
+    let transport = TransportOptions {
+        idle_timeout: Duration::from_millis(300),
+        send_pings: false,
+        ..TransportOptions::default()
+    };
+    let srv = spawn(test_builder().transport(transport)).await;
+    let mut c = srv.authed("chatty").await;
+    for _ in 0..9 {
+        c.emit("tick", json!(null)).await;
+        assert!(
+            c.recv_within(Duration::from_millis(120)).await.is_none(),
+            "an active peer is not closed"
+        );
+    }
+    let (code, _) = c.expect_close().await;
+    assert_eq!(code, Some(1001), "silence past the timeout still closes");
+}
+
+/// With transport pings on, a peer that only answers pings stays open past the idle timeout.
+#[tokio::test]
+async fn transport_pings_keep_an_answering_peer_open() {
+    let transport = TransportOptions {
+        idle_timeout: Duration::from_millis(300),
+        send_pings: true,
+        ..TransportOptions::default()
+    };
+    let srv = spawn(test_builder().transport(transport)).await;
+    let mut c = srv.authed("pong").await;
+    // Reading answers the server's pings (the client library sends the pongs).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while tokio::time::Instant::now() < deadline {
+        assert!(
+            c.recv_within(Duration::from_millis(100)).await.is_none(),
+            "nothing but pings arrives"
+        );
+    }
+}
+
+/// Requests that are not WebSocket opening handshakes are refused with the reason.
+#[tokio::test]
+async fn non_websocket_requests_to_the_path_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = spawn(test_builder()).await;
+    let cases = [
+        ("GET", "", "400", "Connection"),
+        (
+            "GET",
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            "400",
+            "Sec-WebSocket-Version",
+        ),
+        (
+            "GET",
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+            "400",
+            "Sec-WebSocket-Key",
+        ),
+    ];
+    for (method, headers, status, reason) in cases {
+        let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        let request = format!(
+            "{method} {} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n",
+            srv.server.path()
+        );
+        // `Connection: close` after `Connection: Upgrade` adds a second value; the
+        // upgrade check looks at every value of the header.
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{headers:?}: {response}"
+        );
+        assert!(response.contains(reason), "{headers:?}: {response}");
+    }
+}
+
+/// The 101 answer carries the accept key RFC 6455 derives from the client's key.
+#[tokio::test]
+async fn upgrade_answers_with_the_rfc_6455_accept_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = spawn(test_builder()).await;
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        srv.server.path()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let response = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 101"), "{response}");
+    // The example key and accept value of RFC 6455 section 1.3.
+    assert!(
+        response.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{response}"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_sends_1001_runs_disconnect_hooks_and_clears_indexes() {
     let disconnected = Arc::new(AtomicUsize::new(0));

@@ -26,8 +26,8 @@ pub struct TransportOptions {
     pub close_on_backpressure_limit: bool,
     /// Size of the per-connection read buffer. Defaults to [`TransportOptions::READ_BUFFER_SIZE`].
     pub read_buffer_size: usize,
-    /// Size of the per-connection write buffer before a flush is forced.
-    /// Defaults to [`TransportOptions::WRITE_BUFFER_SIZE`].
+    /// Outbound bytes assembled before a write: a batch larger than this goes to the socket in
+    /// several writes. Defaults to [`TransportOptions::WRITE_BUFFER_SIZE`].
     pub write_buffer_size: usize,
 }
 
@@ -38,10 +38,11 @@ impl TransportOptions {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default for [`TransportOptions::backpressure_limit`]: 1 MiB.
     pub const BACKPRESSURE_LIMIT: usize = 1024 * 1024;
-    /// Default for [`TransportOptions::read_buffer_size`]: 1 KiB. The buffer is allocated up
-    /// front for every connection, and client frames are small (axum's default is 128 KiB, which
-    /// would dominate the memory of idle connections); larger frames are read in several chunks.
-    pub const READ_BUFFER_SIZE: usize = 1024;
+    /// Default for [`TransportOptions::read_buffer_size`]: 512 bytes. The buffer is allocated
+    /// up front for every connection, and client frames are small (axum's default is 128 KiB,
+    /// which would dominate the memory of idle connections); larger frames are read in several
+    /// chunks.
+    pub const READ_BUFFER_SIZE: usize = 512;
     /// Default for [`TransportOptions::write_buffer_size`]: 16 KiB.
     pub const WRITE_BUFFER_SIZE: usize = 16 * 1024;
 }

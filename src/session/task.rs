@@ -138,7 +138,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: Socket) {
     if !ended_by_us {
         client.outbox.shut();
     }
-    shared.report_disconnect(&client).await;
+    Box::pin(shared.report_disconnect(&client)).await;
 }
 
 struct Connection {
@@ -275,7 +275,7 @@ impl Connection {
                             return Box::pin(self.finish(socket)).await;
                         }
                         Due::Ping => {
-                            if !self.writer.ping(socket).await {
+                            if !Box::pin(self.writer.ping(socket)).await {
                                 return false;
                             }
                         }
@@ -800,7 +800,7 @@ impl Writer {
                     }
                     BatchEnd::Fatal(n) => {
                         Counters::add(&self.cfg.counters.frames_out, n);
-                        send_close(socket, CloseCode::EncryptionRequired, limit).await;
+                        Box::pin(send_close(socket, CloseCode::EncryptionRequired, limit)).await;
                         client.outbox.shut();
                         Wrote::Done
                     }
@@ -812,7 +812,7 @@ impl Writer {
                 }
             }
             Next::Close(code) => {
-                send_close(socket, code, limit).await;
+                Box::pin(send_close(socket, code, limit)).await;
                 client.outbox.shut();
                 Wrote::Done
             }
@@ -867,23 +867,38 @@ impl Writer {
                     if sealed.is_multiple_of(SEALS_PER_YIELD) {
                         tokio::task::yield_now().await;
                     }
-                    if matches!(client.sealer.get(), Some(Sealer::V2)) {
-                        match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
-                            Some(Ok(record)) => {
-                                wire::push_text_frame(&mut self.out, record.as_bytes());
-                            }
-                            _ => {
-                                // SECURITY: the hard record limit (or no sealer): the channel
-                                // cannot go on, and skipping would be a gap.
-                                tracing::warn!(client = %client.id, "v2 sealing failed; closing");
-                                fatal = true;
-                                break;
+                    match client.sealer.get() {
+                        Some(Sealer::V2) => {
+                            match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
+                                Some(Ok(record)) => {
+                                    wire::push_text_frame(&mut self.out, record.as_bytes());
+                                }
+                                _ => {
+                                    // SECURITY: the hard record limit (or no sealer): the
+                                    // channel cannot go on, and skipping would be a gap.
+                                    tracing::warn!(client = %client.id, "v2 sealing failed; closing");
+                                    fatal = true;
+                                    break;
+                                }
                             }
                         }
-                    } else if !seal(client, &msg, self.cfg.transformer.as_ref(), &mut self.out)
-                        .await
-                    {
-                        continue;
+                        Some(Sealer::Frame(sealer)) => match sealer.seal_frame(msg.json()) {
+                            Some(sealed) => wire::push_text_frame(&mut self.out, sealed.as_bytes()),
+                            None => {
+                                tracing::warn!(client = %client.id, "sealing failed; message dropped");
+                                continue;
+                            }
+                        },
+                        Some(Sealer::Transform) => {
+                            // Boxed: the transformer's state only exists while it runs, not in
+                            // every connection's task.
+                            let transformer = self.cfg.transformer.as_ref();
+                            if !Box::pin(transform(client, &msg, transformer, &mut self.out)).await
+                            {
+                                continue;
+                            }
+                        }
+                        None => continue,
                     }
                 }
             }
@@ -999,7 +1014,9 @@ async fn write_wire(
     let at = *deadline.get_or_insert_with(|| Instant::now() + limit);
     let slow =
         async { socket.flush().await.is_ok() && socket.get_mut().write_all(rest).await.is_ok() };
-    matches!(tokio::time::timeout_at(at, slow).await, Ok(true))
+    // Boxed: the timer and the wait exist only for a socket that blocked, not in every
+    // connection's task.
+    matches!(Box::pin(tokio::time::timeout_at(at, slow)).await, Ok(true))
 }
 
 /// How writing one batch ended.
@@ -1029,50 +1046,30 @@ async fn send_close(socket: &mut Socket, code: CloseCode, limit: Duration) {
     }
 }
 
-/// Seals one message for a v1 or custom-transformer client and appends its frame to `out`.
-/// Returns false when nothing was produced (the message is dropped).
-async fn seal(
+/// Passes one message through the application's outbound transformer and appends the frame
+/// to `out` (the message as it is when there is no transformer). Returns false when the
+/// transformer dropped it.
+async fn transform(
     client: &Client,
     msg: &Outgoing,
     transformer: Option<&Transformer>,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Some(sealer) = client.sealer.get() else {
-        return false;
+    let Some(transformer) = transformer else {
+        out.extend_from_slice(msg.wire());
+        return true;
     };
-    match sealer {
-        Sealer::Frame(sealer) => match sealer.seal_frame(msg.json()) {
-            Some(sealed) => {
-                wire::push_text_frame(out, sealed.as_bytes());
-                true
-            }
-            None => {
-                tracing::warn!(client = %client.id, "sealing failed; message dropped");
-                false
-            }
-        },
-        // Sealed in `write_batch` with the sealer the writer owns.
-        Sealer::V2 => false,
-        Sealer::Transform => {
-            let Some(transformer) = transformer else {
-                wire::push_text_frame(out, msg.json());
-                return true;
-            };
-            let request = OutboundRequest {
-                client_id: client.id.to_string(),
-                user_id: client.user_id().map(str::to_owned),
-                event: msg.event.to_string(),
-                data: msg.data.clone(),
-            };
-            // Boxed: the transformer's state only exists while it runs, not in every
-            // connection's task.
-            match Box::pin(transformer.apply(request, msg.text())).await {
-                Some(text) => {
-                    wire::push_text_frame(out, text.as_bytes());
-                    true
-                }
-                None => false,
-            }
+    let request = OutboundRequest {
+        client_id: client.id.to_string(),
+        user_id: client.user_id().map(str::to_owned),
+        event: msg.event.to_string(),
+        data: msg.data.clone(),
+    };
+    match transformer.apply(request, msg.text()).await {
+        Some(text) => {
+            wire::push_text_frame(out, text.as_bytes());
+            true
         }
+        None => false,
     }
 }
