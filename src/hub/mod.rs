@@ -59,7 +59,7 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     pub(crate) fn new(event: &str, data: Box<RawValue>) -> Arc<Self> {
         let json = encode_frame(event, &data);
-        let wire = wire::text_frame(&json).into_boxed_slice();
+        let wire = wire::text_frame(&json);
         Arc::new(Self {
             event: event.into(),
             data,

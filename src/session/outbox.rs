@@ -28,6 +28,15 @@ pub(crate) enum Queued {
 }
 
 impl Queued {
+    /// The complete frame of an item sent as it is (`Frame`, `Own`).
+    pub(crate) fn ready_frame(&self) -> Option<&[u8]> {
+        match self {
+            Queued::Frame(m) => Some(m.wire()),
+            Queued::Own(frame) => Some(frame),
+            Queued::Seal(_) | Queued::Install(_) => None,
+        }
+    }
+
     /// Bytes this item accounts for against the backpressure limit.
     fn cost(&self) -> usize {
         match self {

@@ -35,7 +35,7 @@ use crate::{
     hub::{Client, Hub, Identity, Outgoing, Sealer},
     protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system},
     server::{
-        Shared,
+        Shared, TransportOptions,
         encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
         hooks::{AuthRequest, ClientEvent, MessageEvent, RoomRequest, call},
         metrics::Counters,
@@ -103,14 +103,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: Socket) {
     if shared.shutting_down.load(Ordering::Acquire) {
         client.outbox.close(CloseCode::GoingAway);
     }
-    let ping_every = (transport.send_pings && !transport.idle_timeout.is_zero())
-        .then(|| transport.idle_timeout / 2);
     let writer = Writer {
         batch: Vec::new(),
         out: Vec::new(),
         v2_sealer: None,
         cfg: WriterConfig {
-            ping_every,
             write_timeout: shared.options.limits.write_timeout,
             write_chunk: transport.write_buffer_size.max(1),
             transformer: shared.encryption.transformer.clone(),
@@ -188,7 +185,10 @@ enum Due {
 }
 
 impl Timers {
-    fn new(now: Instant, idle_timeout: Duration, ping_every: Option<Duration>) -> Self {
+    fn new(now: Instant, transport: &TransportOptions) -> Self {
+        let idle_timeout = transport.idle_timeout;
+        let ping_every =
+            (transport.send_pings && !idle_timeout.is_zero()).then(|| idle_timeout / 2);
         Self {
             idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
             last_read: now,
@@ -226,11 +226,7 @@ impl Connection {
     /// what the outbox holds, all in this one task (one task per connection, no lock between a
     /// read half and a write half). Returns true when the server ended the connection.
     async fn serve(&mut self, socket: &mut Socket) -> bool {
-        let mut timers = Timers::new(
-            Instant::now(),
-            self.shared.options.transport.idle_timeout,
-            self.writer.cfg.ping_every,
-        );
+        let mut timers = Timers::new(Instant::now(), &self.shared.options.transport);
         let mut auth: Option<AuthFuture> = None;
         let timer = tokio::time::sleep_until(timers.next(self.session.auth_deadline()));
         tokio::pin!(timer);
@@ -451,8 +447,9 @@ impl Connection {
         match self.channel.start(data.as_deref(), signing) {
             Ok(hello) => {
                 self.handshake_permit = Some(permit);
-                let hello = wire::text_frame(&hello).into_boxed_slice();
-                self.client.outbox.push(Queued::Own(hello));
+                self.client
+                    .outbox
+                    .push(Queued::Own(wire::text_frame(&hello)));
             }
             Err(()) => self.fail_v2(true),
         }
@@ -542,8 +539,9 @@ impl Connection {
             // needs to derive its key), before the client joins any room, so nothing sealed
             // precedes it.
             let frame = encode_system(SystemEvent::Connected, &connected);
-            let frame = wire::text_frame(&frame).into_boxed_slice();
-            self.client.outbox.push(Queued::Own(frame));
+            self.client
+                .outbox
+                .push(Queued::Own(wire::text_frame(&frame)));
         }
         if !self
             .shared
@@ -756,7 +754,6 @@ async fn authenticate(
 
 /// What the writer needs besides the socket and the client.
 struct WriterConfig {
-    ping_every: Option<Duration>,
     // SECURITY: a peer that stops reading cannot hold a writer (and its queue) forever.
     write_timeout: Duration,
     /// Bytes assembled before a write (`TransportOptions::write_buffer_size`).
@@ -839,9 +836,7 @@ impl Writer {
         let limit = self.cfg.write_timeout;
         let chunk = self.cfg.write_chunk;
         let mut items = std::mem::take(&mut self.batch);
-        let plain = items
-            .iter()
-            .all(|i| matches!(i, Queued::Frame(_) | Queued::Own(_)));
+        let plain = items.iter().all(|i| i.ready_frame().is_some());
         let mut written = 0;
         let mut fatal = false;
         let mut ok = if plain {
@@ -937,42 +932,26 @@ fn write_plain_now(
 ) -> bool {
     SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
-        let mut ok = true;
         let mut blocked = false;
-        let mut frames = items.iter().filter_map(|item| match item {
-            Queued::Frame(msg) => Some(msg.wire()),
-            Queued::Own(frame) => Some(&frame[..]),
-            Queued::Seal(_) | Queued::Install(_) => None,
-        });
-        loop {
-            let next = frames.next();
-            if let Some(frame) = next {
-                if blocked {
-                    spill.extend_from_slice(frame);
-                    continue;
-                }
-                buf.extend_from_slice(frame);
-                if buf.len() < chunk {
-                    continue;
-                }
+        let mut ok = true;
+        for frame in items.iter().filter_map(Queued::ready_frame) {
+            if blocked {
+                spill.extend_from_slice(frame);
+                continue;
             }
-            if !blocked && !buf.is_empty() {
-                match try_write_now(socket, buf) {
-                    Some(n) if n == buf.len() => {}
-                    Some(n) => {
-                        spill.extend_from_slice(&buf[n..]);
-                        blocked = true;
-                    }
+            buf.extend_from_slice(frame);
+            if buf.len() >= chunk {
+                match hand_over(socket, buf, spill) {
+                    Some(b) => blocked = b,
                     None => {
                         ok = false;
                         break;
                     }
                 }
-                buf.clear();
             }
-            if next.is_none() {
-                break;
-            }
+        }
+        if ok && !blocked && !buf.is_empty() {
+            ok = hand_over(socket, buf, spill).is_some();
         }
         buf.clear();
         if buf.capacity() > 2 * chunk {
@@ -980,6 +959,16 @@ fn write_plain_now(
         }
         ok
     })
+}
+
+/// Writes what `buf` holds without waiting and empties it; what the socket did not take goes
+/// to `spill`. Returns whether the socket blocked, or `None` if it failed.
+fn hand_over(socket: &mut Socket, buf: &mut Vec<u8>, spill: &mut Vec<u8>) -> Option<bool> {
+    let n = try_write_now(socket, buf)?;
+    let blocked = n < buf.len();
+    spill.extend_from_slice(&buf[n..]);
+    buf.clear();
+    Some(blocked)
 }
 
 /// One write attempt that never waits: how many bytes the socket took (0 if the codec still

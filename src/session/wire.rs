@@ -32,10 +32,10 @@ pub(crate) fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// One complete text frame carrying `payload`.
-pub(crate) fn text_frame(payload: &str) -> Vec<u8> {
+pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
     let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
     push_text_frame(&mut out, payload.as_bytes());
-    out
+    out.into_boxed_slice()
 }
 
 #[cfg(test)]
@@ -53,7 +53,7 @@ mod tests {
             Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
                 .format(&mut theirs)
                 .expect("formats");
-            assert_eq!(ours, theirs, "length {len}");
+            assert_eq!(&ours[..], &theirs[..], "length {len}");
             let mut cursor = std::io::Cursor::new(&ours);
             let (header, parsed_len) = FrameHeader::parse(&mut cursor)
                 .expect("parses")
