@@ -2,6 +2,10 @@
 //! interest), reconnect with backoff and resubscribe, and the untrusted-input checks on what
 //! arrives.
 
+use std::collections::HashMap;
+
+use redis::{RedisWrite, ToRedisArgs};
+
 use super::*;
 
 /// What a subscription's task and its handle share.
@@ -17,22 +21,102 @@ pub(super) struct SubShared {
     pub(super) stop: watch::Sender<bool>,
 }
 
-/// The exact channels a subscriber should hold (interest mode).
+/// The exact channels a subscriber should hold (interest mode), and what its connection holds.
+///
+/// The connection holds exactly `wanted`, except for the channels in `dirty` (and those of a sync
+/// round in flight, once it completes): each name is one shared allocation, and no second set of
+/// held names is kept.
 struct Desired {
-    wanted: HashSet<String>,
-    /// Channels whose wanted state changed since the task last synced; bounded by the number of
-    /// distinct channels touched, and emptied by every sync.
-    dirty: HashSet<String>,
+    wanted: HashSet<Arc<str>>,
+    /// Channels whose wanted state changed since the task last synced, each with whether the
+    /// connection holds it; bounded by the number of distinct channels touched, and emptied by
+    /// every sync, one round of at most [`SUBSCRIBE_BATCH`] at a time.
+    dirty: HashMap<Arc<str>, bool>,
+}
+
+/// The commands one round of a sync sends: the names are the ones in [`Desired`], not copies.
+#[derive(Default)]
+struct Changes {
+    add: Vec<Arc<str>>,
+    remove: Vec<Arc<str>>,
+    /// Whether changes are left for another round.
+    more: bool,
+}
+
+/// A `wanted` set this much larger than its contents is shrunk, so a storm of connections that
+/// came and went does not keep its table.
+const SHRINK_RATIO: usize = 4;
+
+/// Capacity below which `wanted` is never shrunk.
+const MIN_CAPACITY: usize = 64;
+
+impl Desired {
+    /// Records that `name` is now wanted (or not), and whether that changed anything.
+    fn set(&mut self, name: &str, wanted: bool) -> bool {
+        let name = if wanted {
+            if self.wanted.contains(name) {
+                return false;
+            }
+            // A channel still dirty keeps its allocation, so the names stay shared.
+            let name = match self.dirty.get_key_value(name) {
+                Some((name, _)) => name.clone(),
+                None => Arc::from(name),
+            };
+            self.wanted.insert(name.clone());
+            name
+        } else {
+            match self.wanted.take(name) {
+                Some(name) => name,
+                None => return false,
+            }
+        };
+        // The first change since the last sync records what the connection holds: the state
+        // before this change.
+        self.dirty.entry(name).or_insert(!wanted);
+        true
+    }
+
+    /// Takes up to [`SUBSCRIBE_BATCH`] of the changes since the last sync: what to subscribe and
+    /// unsubscribe. A sync takes rounds until none are left, so what it holds aside stays bounded
+    /// by one batch whatever the churn.
+    fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for (name, held) in self.dirty.extract_if(|_, _| true).take(SUBSCRIBE_BATCH) {
+            match (self.wanted.contains(&name), held) {
+                (true, false) => changes.add.push(name),
+                (false, true) => changes.remove.push(name),
+                _ => {}
+            }
+        }
+        changes.more = !self.dirty.is_empty();
+        if !changes.more {
+            self.dirty.shrink_to(SUBSCRIBE_BATCH);
+        }
+        if self.wanted.capacity() > MIN_CAPACITY
+            && self.wanted.len() < self.wanted.capacity() / SHRINK_RATIO
+        {
+            self.wanted
+                .shrink_to(MIN_CAPACITY.max(self.wanted.len() * 2));
+        }
+        changes
+    }
+
+    /// Takes everything wanted, for a new connection that holds nothing yet.
+    fn take_all(&mut self) -> Vec<Arc<str>> {
+        self.dirty.clear();
+        self.dirty.shrink_to(SUBSCRIBE_BATCH);
+        self.wanted.iter().cloned().collect()
+    }
 }
 
 impl SubShared {
     pub(super) fn new(mode: SubscriptionMode) -> Self {
-        let wanted = HashSet::from([Channel::BROADCAST.to_owned()]);
+        let wanted = HashSet::from([Arc::from(Channel::BROADCAST)]);
         Self {
             mode,
             desired: Mutex::new(Desired {
                 wanted,
-                dirty: HashSet::new(),
+                dirty: HashMap::new(),
             }),
             changed: Notify::new(),
             ready: watch::Sender::new(false),
@@ -45,19 +129,7 @@ impl SubShared {
             return;
         }
         let name = channel.name();
-        let changed = {
-            let mut d = lock(&self.desired);
-            let changed = if wanted {
-                d.wanted.insert(name.clone())
-            } else {
-                d.wanted.remove(&name)
-            };
-            if changed {
-                d.dirty.insert(name);
-            }
-            changed
-        };
-        if changed {
+        if lock(&self.desired).set(&name, wanted) {
             self.changed.notify_one();
         }
     }
@@ -91,6 +163,24 @@ impl Drop for RedisSubscription {
 
 /// Most channels named in one SUBSCRIBE/UNSUBSCRIBE command.
 const SUBSCRIBE_BATCH: usize = 256;
+
+/// Channel names as the arguments of one command, written straight from the shared names.
+struct Names<'a>(&'a [Arc<str>]);
+
+impl ToRedisArgs for Names<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + RedisWrite,
+    {
+        for name in self.0 {
+            out.write_arg(name.as_bytes());
+        }
+    }
+
+    fn num_of_args(&self) -> usize {
+        self.0.len()
+    }
+}
 
 enum PumpEnd {
     Stopped,
@@ -126,7 +216,7 @@ pub(super) async fn run_subscriber(
                     bump(&inner.counters.reconnects);
                     tracing::info!(
                         node = %node.label,
-                        channels = held.len(),
+                        channels = held,
                         "redis subscriber reconnected and resubscribed"
                     );
                 } else {
@@ -146,7 +236,7 @@ pub(super) async fn run_subscriber(
                 if inner.config.cluster {
                     tokio::spawn(discover_from(inner.clone(), node.clone()));
                 }
-                let end = pump(&inner, &shared, &inbox, sink, stream, held, &mut stop).await;
+                let end = pump(&inner, &shared, &inbox, sink, stream, &mut stop).await;
                 shared.ready.send_replace(false);
                 match end {
                     PumpEnd::Stopped => break,
@@ -176,12 +266,13 @@ pub(super) async fn run_subscriber(
     shared.ready.send_replace(false);
 }
 
-/// Opens a pub/sub connection to `node` and subscribes to everything the subscription should hold.
+/// Opens a pub/sub connection to `node` and subscribes to everything the subscription should
+/// hold; returns how many exact channels it subscribed to in interest mode.
 async fn open_subscriber(
     inner: &Inner,
     shared: &SubShared,
     node: &Node,
-) -> Result<(PubSubSink, PubSubStream, HashSet<String>), String> {
+) -> Result<(PubSubSink, PubSubStream, usize), String> {
     let limit = inner.config.connect_timeout;
     let client = node.client()?;
     let pubsub = match timeout(limit, client.get_async_pubsub()).await {
@@ -190,7 +281,6 @@ async fn open_subscriber(
         Err(_) => return Err(format!("connect timed out after {limit:?}")),
     };
     let (mut sink, stream) = pubsub.split();
-    let mut held = HashSet::new();
     let subscribed = timeout(limit, async {
         match shared.mode {
             SubscriptionMode::Pattern => {
@@ -201,59 +291,38 @@ async fn open_subscriber(
                     Channel::USER_PATTERN,
                 ])
                 .await?;
+                Ok::<usize, RedisError>(0)
             }
             SubscriptionMode::Interest => {
-                let all: Vec<String> = {
-                    let mut d = lock(&shared.desired);
-                    d.dirty.clear();
-                    d.wanted.iter().cloned().collect()
-                };
+                let all = lock(&shared.desired).take_all();
                 for chunk in all.chunks(SUBSCRIBE_BATCH) {
-                    sink.subscribe(chunk).await?;
-                    held.extend(chunk.iter().cloned());
+                    sink.subscribe(Names(chunk)).await?;
                 }
+                Ok(all.len())
             }
         }
-        Ok::<(), RedisError>(())
     })
     .await;
     match subscribed {
-        Ok(Ok(())) => Ok((sink, stream, held)),
+        Ok(Ok(held)) => Ok((sink, stream, held)),
         Ok(Err(e)) => Err(format!("subscribe failed: {e}")),
         Err(_) => Err(format!("subscribe timed out after {limit:?}")),
     }
 }
 
-/// Applies the changes to the desired set since the last sync.
-async fn sync_interest(
-    sink: &mut PubSubSink,
-    shared: &SubShared,
-    held: &mut HashSet<String>,
-) -> Result<(), RedisError> {
-    let (add, remove): (Vec<String>, Vec<String>) = {
-        let mut d = lock(&shared.desired);
-        let dirty = std::mem::take(&mut d.dirty);
-        let mut add = Vec::new();
-        let mut remove = Vec::new();
-        for name in dirty {
-            match (d.wanted.contains(&name), held.contains(&name)) {
-                (true, false) => add.push(name),
-                (false, true) => remove.push(name),
-                _ => {}
-            }
-        }
-        (add, remove)
-    };
-    for chunk in add.chunks(SUBSCRIBE_BATCH) {
-        sink.subscribe(chunk).await?;
-        held.extend(chunk.iter().cloned());
+/// Applies one round of the changes to the desired set since the last sync; when more are left,
+/// leaves a permit in `changed` so the task runs the next round on its next turn.
+async fn sync_interest(sink: &mut PubSubSink, shared: &SubShared) -> Result<(), RedisError> {
+    let changes = lock(&shared.desired).take_changes();
+    if !changes.add.is_empty() {
+        sink.subscribe(Names(&changes.add)).await?;
     }
     // Never send an UNSUBSCRIBE without arguments: it would drop every subscription.
-    for chunk in remove.chunks(SUBSCRIBE_BATCH) {
-        sink.unsubscribe(chunk).await?;
-        for name in chunk {
-            held.remove(name);
-        }
+    if !changes.remove.is_empty() {
+        sink.unsubscribe(Names(&changes.remove)).await?;
+    }
+    if changes.more {
+        shared.changed.notify_one();
     }
     Ok(())
 }
@@ -264,7 +333,6 @@ async fn pump(
     inbox: &mpsc::Sender<Delivery>,
     mut sink: PubSubSink,
     mut stream: PubSubStream,
-    mut held: HashSet<String>,
     stop: &mut watch::Receiver<bool>,
 ) -> PumpEnd {
     let limit = inner.config.connect_timeout;
@@ -281,7 +349,7 @@ async fn pump(
             _ = stop.changed() => return PumpEnd::Stopped,
             () = inbox.closed() => return PumpEnd::Stopped,
             () = shared.changed.notified(), if interest => {
-                match timeout(limit, sync_interest(&mut sink, shared, &mut held)).await {
+                match timeout(limit, sync_interest(&mut sink, shared)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return PumpEnd::Lost(format!("resubscribe failed: {e}")),
                     Err(_) => return PumpEnd::Lost("resubscribe timed out".into()),
@@ -374,5 +442,92 @@ mod tests {
         let pattern = SubShared::new(SubscriptionMode::Pattern);
         pattern.set_interest(&room, true);
         assert!(lock(&pattern.desired).dirty.is_empty());
+    }
+
+    /// Runs a whole sync's rounds, checking each fits in one command.
+    fn sync(shared: &SubShared) -> Changes {
+        let mut all = Changes::default();
+        loop {
+            let round = lock(&shared.desired).take_changes();
+            assert!(round.add.len() <= SUBSCRIBE_BATCH && round.remove.len() <= SUBSCRIBE_BATCH);
+            all.add.extend(round.add);
+            all.remove.extend(round.remove);
+            if !round.more {
+                return all;
+            }
+        }
+    }
+
+    #[test]
+    fn synced_channels_share_the_wanted_allocation_and_shrink_after_unwatch() {
+        const N: usize = 2_000;
+        let shared = SubShared::new(SubscriptionMode::Interest);
+        let rooms: Vec<Channel> = (0..N).map(|i| Channel::Room(i.to_string())).collect();
+        for room in &rooms {
+            shared.set_interest(room, true);
+        }
+        let changes = sync(&shared);
+        assert_eq!(changes.add.len(), N);
+        assert!(changes.remove.is_empty());
+        {
+            let d = lock(&shared.desired);
+            assert!(d.dirty.is_empty());
+            for name in &changes.add {
+                let kept = d
+                    .wanted
+                    .get(&**name)
+                    .expect("a synced channel stays wanted");
+                assert!(Arc::ptr_eq(kept, name));
+                assert_eq!(Arc::strong_count(name), 2);
+            }
+        }
+        drop(changes);
+        let grown = lock(&shared.desired).wanted.capacity();
+        for room in &rooms {
+            shared.set_interest(room, false);
+        }
+        let changes = sync(&shared);
+        assert_eq!(changes.remove.len(), N);
+        assert!(changes.add.is_empty());
+        // The names sent in the UNSUBSCRIBE are the only copies left.
+        assert!(
+            changes
+                .remove
+                .iter()
+                .all(|name| Arc::strong_count(name) == 1)
+        );
+        let d = lock(&shared.desired);
+        assert_eq!(d.wanted.len(), 1);
+        assert!(d.wanted.capacity() <= MIN_CAPACITY * 2 && d.wanted.capacity() < grown);
+        assert!(d.dirty.is_empty() && d.dirty.capacity() <= SUBSCRIBE_BATCH * 2);
+    }
+
+    #[test]
+    fn a_sync_sends_only_what_differs_from_what_the_connection_holds() {
+        let shared = SubShared::new(SubscriptionMode::Interest);
+        let room = Channel::Room("r".into());
+        let take = || {
+            let c = sync(&shared);
+            (c.add.len(), c.remove.len())
+        };
+        shared.set_interest(&room, true);
+        assert_eq!(take(), (1, 0));
+        // Held and wanted again: nothing to send.
+        shared.set_interest(&room, false);
+        shared.set_interest(&room, true);
+        assert_eq!(take(), (0, 0));
+        shared.set_interest(&room, false);
+        assert_eq!(take(), (0, 1));
+        // Neither held nor wanted in the end: nothing to send.
+        shared.set_interest(&room, true);
+        shared.set_interest(&room, false);
+        assert_eq!(take(), (0, 0));
+        // A new connection takes everything wanted and starts with nothing dirty.
+        shared.set_interest(&room, true);
+        let all = lock(&shared.desired).take_all();
+        assert_eq!(all.len(), 2);
+        assert_eq!(take(), (0, 0));
+        shared.set_interest(&room, false);
+        assert_eq!(take(), (0, 1));
     }
 }
