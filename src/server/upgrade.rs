@@ -131,27 +131,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
 impl Upgrade {
     /// Answers `101 Switching Protocols` and, once hyper hands over the connection, runs
-    /// `serve` on it as a WebSocket with `config` (a task of its own).
+    /// `serve` on it as a WebSocket with `config` (a task of its own; the socket is boxed so
+    /// the task's future does not hold it twice).
     pub(crate) fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Box<Socket>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
-        let on_upgrade = self.on_upgrade;
+        // One pointer captured: the task keeps what it captures for as long as it lives.
+        let setup = Box::new((self.on_upgrade, config, serve));
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    serve(socket).await;
-                }
-                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
-            }
+            let (on_upgrade, config, serve) = *setup;
+            // Boxed: the handshake's state is not kept for the connection's lifetime.
+            let Some(socket) = Box::pin(open(on_upgrade, config)).await else {
+                return;
+            };
+            serve(socket).await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
@@ -161,6 +157,23 @@ impl Upgrade {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
         }
         response
+    }
+}
+
+/// Waits for hyper to hand over the connection and puts the WebSocket codec on it.
+async fn open(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    config: WebSocketConfig,
+) -> Option<Box<Socket>> {
+    match on_upgrade.await {
+        Ok(upgraded) => Some(Box::new(
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await,
+        )),
+        Err(e) => {
+            tracing::debug!(error = %e, "WebSocket upgrade failed");
+            None
+        }
     }
 }
 

@@ -59,7 +59,7 @@ thread_local! {
 /// closing handshake; outbound data frames are written to its stream directly (`wire`).
 pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-type AuthFuture = Pin<Box<dyn Future<Output = AuthOutcome> + Send>>;
+type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 
 /// How the authenticate step ended.
 enum AuthOutcome {
@@ -73,72 +73,19 @@ enum AuthOutcome {
     },
 }
 
-/// Decrements the live-session count when the task ends, however it ends.
-struct SessionGuard(Arc<Shared>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if self.0.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.sessions_done.notify_waiters();
-        }
-    }
-}
-
 /// Serves one upgraded WebSocket until it closes.
-pub(crate) async fn run(shared: Arc<Shared>, mut socket: Socket) {
-    shared.sessions.fetch_add(1, Ordering::AcqRel);
-    Counters::add(&shared.hub.counters.connections_opened, 1);
-    let _guard = SessionGuard(shared.clone());
-    let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-    let transport = &shared.options.transport;
-    let client = Arc::new(Client::new(
-        id.clone(),
-        Outbox::new(
-            transport.backpressure_limit,
-            transport.close_on_backpressure_limit,
-        ),
-        shared.hub.clock.now_ms(),
-    ));
-    shared.hub.insert(client.clone());
-    if shared.shutting_down.load(Ordering::Acquire) {
-        client.outbox.close(CloseCode::GoingAway);
-    }
-    let writer = Writer {
-        batch: Vec::new(),
-        out: Vec::new(),
-        v2_sealer: None,
-        cfg: WriterConfig {
-            write_timeout: shared.options.limits.write_timeout,
-            write_chunk: transport.write_buffer_size.max(1),
-            transformer: shared.encryption.transformer.clone(),
-            counters: shared.hub.counters.clone(),
-        },
-    };
-    let mut conn = Connection {
-        session: Session::new(
-            Instant::now(),
-            shared.options.auth_timeout,
-            &shared.options.limits,
-        ),
-        shared: shared.clone(),
-        client: client.clone(),
-        channel: Channel::Plain,
-        handshake_permit: None,
-        closing: false,
-        writer,
-    };
-    let ended_by_us = conn.serve(&mut socket).await;
-
-    conn.session.on_close();
-    client.set_state(ClientState::Disconnected);
-    shared.hub.remove(&id);
-    if !ended_by_us {
-        client.outbox.shut();
-    }
-    Box::pin(shared.report_disconnect(&client)).await;
+///
+/// The connection's state lives in one heap allocation (`Box<Connection>`, the socket
+/// included), so the task's future holds only what waits: the outbox, the read, the timer.
+pub(crate) async fn run(shared: Arc<Shared>, socket: Box<Socket>) {
+    let mut conn = Connection::open(shared, socket);
+    let ended_by_us = conn.serve().await;
+    conn.close(ended_by_us);
+    Box::pin(conn.shared.report_disconnect(&conn.client)).await;
 }
 
 struct Connection {
+    socket: Socket,
     session: Session,
     shared: Arc<Shared>,
     client: Arc<Client>,
@@ -150,20 +97,71 @@ struct Connection {
     handshake_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Set when an action queued a close: reading stops and the queue is written out.
     closing: bool,
+    /// The authentication under way, polled by the task beside the socket.
+    auth: Option<AuthFuture>,
+    /// The idle and ping deadlines (the task's one timer serves them and the auth deadline).
+    timers: Timers,
     /// The outbound half: drains the outbox into the socket.
     writer: Writer,
+}
+
+impl Drop for Connection {
+    /// Decrements the live-session count when the connection ends, however it ends (after
+    /// the disconnect hook, which graceful shutdown waits for).
+    fn drop(&mut self) {
+        if self.shared.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.sessions_done.notify_waiters();
+        }
+    }
 }
 
 /// What woke the connection task.
 enum Wake {
     /// The outbox has frames or a close for the socket.
     Outbox(Next),
-    /// Authentication finished.
-    Auth(AuthOutcome),
+    /// Authentication finished (boxed: the outcome is large and rare).
+    Auth(Box<AuthOutcome>),
     /// Something arrived from the peer (or the stream ended).
     Read(Option<Result<Message, tungstenite::Error>>),
     /// The connection's one timer fired: auth deadline, transport ping or idle check.
     Timer,
+}
+
+/// Work of the connection task that waits.
+enum Slow {
+    /// Write what the socket did not take of a plaintext batch of this many frames.
+    Spill(u64),
+    /// What the outbox handed over needs sealing, or is a close.
+    Apply(Next),
+    /// Send a transport ping.
+    Ping,
+    /// Apply the authentication outcome.
+    Authenticated(Box<AuthOutcome>),
+    /// Carry out a frame's action (boxed: `Slow` is kept while it waits).
+    Perform(Box<Action>),
+    /// Write out the queue and the close frame that was queued.
+    Finish,
+}
+
+/// How the connection goes on after [`Connection::slow`].
+enum Flow {
+    Continue,
+    /// An authentication started: its future joins what the task waits for.
+    Authenticating(AuthFuture),
+    /// The connection ended; true when the server ended it.
+    Ended(bool),
+}
+
+/// What a read asks the connection to do next.
+enum Read {
+    /// Nothing more (a control frame, a refused or ignored frame).
+    Continue,
+    /// Carry out the protocol's action.
+    Perform(Action),
+    /// Write out the queue and the close frame that was queued.
+    Finish,
+    /// The stream ended or failed: nothing more can be written.
+    Ended,
 }
 
 /// The connection's deadlines besides authentication's, served by one timer: a ping every
@@ -222,13 +220,77 @@ impl Timers {
 }
 
 impl Connection {
+    /// Registers a new client for `socket` and builds its connection state.
+    fn open(shared: Arc<Shared>, socket: Box<Socket>) -> Box<Self> {
+        shared.sessions.fetch_add(1, Ordering::AcqRel);
+        Counters::add(&shared.hub.counters.connections_opened, 1);
+        let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let transport = &shared.options.transport;
+        let client = Arc::new(Client::new(
+            id,
+            Outbox::new(
+                transport.backpressure_limit,
+                transport.close_on_backpressure_limit,
+            ),
+            shared.hub.clock.now_ms(),
+        ));
+        shared.hub.insert(client.clone());
+        if shared.shutting_down.load(Ordering::Acquire) {
+            client.outbox.close(CloseCode::GoingAway);
+        }
+        let writer = Writer {
+            batch: Vec::new(),
+            out: Vec::new(),
+            v2_sealer: None,
+            cfg: WriterConfig {
+                write_timeout: shared.options.limits.write_timeout,
+                write_chunk: transport.write_buffer_size.max(1),
+                transformer: shared.encryption.transformer.clone(),
+                counters: shared.hub.counters.clone(),
+            },
+        };
+        let session = Session::new(
+            Instant::now(),
+            shared.options.auth_timeout,
+            &shared.options.limits,
+        );
+        let timers = Timers::new(Instant::now(), transport);
+        Box::new(Self {
+            socket: *socket,
+            session,
+            shared,
+            client,
+            channel: Channel::Plain,
+            handshake_permit: None,
+            closing: false,
+            auth: None,
+            timers,
+            writer,
+        })
+    }
+
+    /// Takes the ended connection out of the hub; the queue is shut unless the server ended
+    /// the connection (then its writer did).
+    fn close(&mut self, ended_by_us: bool) {
+        self.session.on_close();
+        self.client.set_state(ClientState::Disconnected);
+        self.shared.hub.remove(&self.client.id);
+        if !ended_by_us {
+            self.client.outbox.shut();
+        }
+    }
+
     /// Serves the socket until the connection ends: reads frames, runs the protocol, and writes
     /// what the outbox holds, all in this one task (one task per connection, no lock between a
     /// read half and a write half). Returns true when the server ended the connection.
-    async fn serve(&mut self, socket: &mut Socket) -> bool {
-        let mut timers = Timers::new(Instant::now(), &self.shared.options.transport);
-        let mut auth: Option<AuthFuture> = None;
-        let timer = tokio::time::sleep_until(timers.next(self.session.auth_deadline()));
+    ///
+    /// What wakes the task is handled without waiting where it can be (a plaintext batch to a
+    /// socket that takes it, a frame that asks for nothing); everything that waits goes
+    /// through one call to [`Connection::slow`], whose own waits are boxed. So the task's
+    /// future, which every idle connection keeps, holds little more than the timer and what
+    /// the `select!` polls.
+    async fn serve(&mut self) -> bool {
+        let timer = tokio::time::sleep_until(self.timers.next(self.session.auth_deadline()));
         tokio::pin!(timer);
         loop {
             // The auth deadline moves when authentication starts or ends; only an earlier one
@@ -238,134 +300,189 @@ impl Connection {
             {
                 timer.as_mut().reset(at);
             }
-            let wake = tokio::select! {
-                next = self.client.outbox.next_batch(&mut self.writer.batch) => Wake::Outbox(next),
-                outcome = async { auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if auth.is_some() => Wake::Auth(outcome),
-                msg = socket.next() => Wake::Read(msg),
-                () = &mut timer => Wake::Timer,
+            // A block: `wake` ends here, so it is not kept while `slow` waits.
+            let step = {
+                let wake = tokio::select! {
+                    next = self.client.outbox.next_batch(&mut self.writer.batch) => Wake::Outbox(next),
+                    outcome = async { self.auth.as_mut().map_or_else(|| unreachable!(), |f| f.as_mut()).await }, if self.auth.is_some() => Wake::Auth(outcome),
+                    msg = self.socket.next() => Wake::Read(msg),
+                    () = &mut timer => Wake::Timer,
+                };
+                match wake {
+                    // The usual batch, frames ready to go to a socket that takes them.
+                    Wake::Outbox(next) => {
+                        match self
+                            .writer
+                            .write_plain(next, &mut self.socket, &self.client)
+                        {
+                            Plain::Wrote(Wrote::More) => continue,
+                            // The socket failed.
+                            Plain::Wrote(Wrote::Done) => return true,
+                            Plain::Spilled(n) => Slow::Spill(n),
+                            Plain::Not(next) => Slow::Apply(next),
+                        }
+                    }
+                    Wake::Auth(outcome) => {
+                        self.auth = None;
+                        Slow::Authenticated(outcome)
+                    }
+                    Wake::Timer => {
+                        let now = Instant::now();
+                        if let Some(code) = self.session.on_tick(now) {
+                            self.client.outbox.close(code);
+                            Slow::Finish
+                        } else {
+                            let due = self.timers.check(now);
+                            timer
+                                .as_mut()
+                                .reset(self.timers.next(self.session.auth_deadline()));
+                            match due {
+                                Due::Idle => {
+                                    tracing::debug!(client = %self.client.id, "transport idle timeout");
+                                    self.client.outbox.close(CloseCode::GoingAway);
+                                    Slow::Finish
+                                }
+                                Due::Ping => Slow::Ping,
+                                Due::Nothing => continue,
+                            }
+                        }
+                    }
+                    Wake::Read(msg) => match self.on_read(msg) {
+                        Read::Continue => continue,
+                        Read::Perform(action) => Slow::Perform(Box::new(action)),
+                        Read::Finish => Slow::Finish,
+                        Read::Ended => return false,
+                    },
+                }
             };
-            match wake {
-                Wake::Outbox(next) => {
-                    if self.writer.apply(next, socket, &self.client).await == Wrote::Done {
-                        // A close was sent (sweep, shutdown, backpressure, kick) or the socket
-                        // failed.
-                        return true;
-                    }
-                }
-                Wake::Auth(outcome) => {
-                    auth = None;
-                    if !Box::pin(self.finish_auth(outcome)).await {
-                        return Box::pin(self.finish(socket)).await;
-                    }
-                }
-                Wake::Timer => {
-                    let now = Instant::now();
-                    if let Some(code) = self.session.on_tick(now) {
-                        self.client.outbox.close(code);
-                        return Box::pin(self.finish(socket)).await;
-                    }
-                    match timers.check(now) {
-                        Due::Idle => {
-                            tracing::debug!(client = %self.client.id, "transport idle timeout");
-                            self.client.outbox.close(CloseCode::GoingAway);
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                        Due::Ping => {
-                            if !Box::pin(self.writer.ping(socket)).await {
-                                return false;
-                            }
-                        }
-                        Due::Nothing => {}
-                    }
-                    timer
-                        .as_mut()
-                        .reset(timers.next(self.session.auth_deadline()));
-                }
-                Wake::Read(msg) => {
-                    let bytes = match msg {
-                        Some(Ok(Message::Text(text))) => Some(text.into()),
-                        Some(Ok(Message::Binary(bin))) => Some(bin),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
-                        Some(Ok(Message::Close(_))) => {
-                            // Complete the closing handshake before dropping the socket.
-                            self.client.outbox.close_by_peer();
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                        None => return false,
-                        Some(Err(tungstenite::Error::Capacity(_))) => {
-                            tracing::debug!(client = %self.client.id, "frame over max payload length");
-                            self.client.outbox.close(CloseCode::MessageTooBig);
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(client = %self.client.id, error = %e, "read error");
-                            return false;
-                        }
-                    };
-                    timers.last_read = Instant::now();
-                    let Some(bytes) = bytes else { continue };
-                    Counters::add(&self.shared.hub.counters.frames_in, 1);
-                    // SECURITY: v2 records are opened before the frame budget is charged, even
-                    // those the budget then refuses: skipping one unopened would desynchronize
-                    // the record counter and kill the channel. Opening is bounded by the frame
-                    // size limit; a plaintext channel passes frames through untouched.
-                    let opened;
-                    let frame: &[u8] = match self.channel.inbound(&bytes) {
-                        Inbound::Plain(frame) => frame,
-                        Inbound::Opened(plaintext) => {
-                            opened = plaintext;
-                            &opened
-                        }
-                        Inbound::Established(sealer) => {
-                            self.establish_v2(sealer);
-                            continue;
-                        }
-                        Inbound::HandshakeFailed => {
-                            self.fail_v2(true);
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                        Inbound::RecordFailed => {
-                            self.fail_v2(false);
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                        Inbound::Ignore => continue,
-                    };
-                    match self.session.admit(Instant::now()) {
-                        Admit::Accept => {}
-                        Admit::Refuse { notify } => {
-                            Counters::add(&self.shared.hub.counters.rate_limited, 1);
-                            if notify {
-                                self.send_error(ErrorMessage::RateLimited);
-                            }
-                            continue;
-                        }
-                        Admit::Close => {
-                            Counters::add(&self.shared.hub.counters.rate_limited, 1);
-                            self.client.outbox.close(CloseCode::PolicyViolation);
-                            return Box::pin(self.finish(socket)).await;
-                        }
-                    }
-                    self.client.touch(self.shared.hub.clock.now_ms());
-                    let parsed = InboundFrame::parse(frame, &self.shared.options.limits);
-                    let action = self.session.on_frame(parsed, Instant::now());
-                    if let Some(fut) = Box::pin(self.perform(action)).await {
-                        auth = Some(fut);
-                    }
-                    if self.closing {
-                        return Box::pin(self.finish(socket)).await;
-                    }
-                }
+            match self.slow(step).await {
+                Flow::Continue => {}
+                Flow::Authenticating(fut) => self.auth = Some(fut),
+                Flow::Ended(by_us) => return by_us,
             }
         }
     }
 
+    /// Carries out what waits (see [`Connection::serve`]). Each wait is boxed: it exists only
+    /// while it runs.
+    async fn slow(&mut self, step: Slow) -> Flow {
+        let socket = &mut self.socket;
+        let client = &self.client;
+        let wrote = match step {
+            Slow::Spill(n) => Box::pin(self.writer.write_spill(n, socket, client)).await,
+            Slow::Apply(next) => Box::pin(self.writer.apply(next, socket, client)).await,
+            Slow::Ping => {
+                if !Box::pin(self.writer.ping(socket)).await {
+                    return Flow::Ended(false);
+                }
+                Wrote::More
+            }
+            Slow::Authenticated(outcome) => {
+                if !Box::pin(self.finish_auth(*outcome)).await {
+                    return Flow::Ended(Box::pin(self.finish()).await);
+                }
+                Wrote::More
+            }
+            Slow::Perform(action) => {
+                let auth = Box::pin(self.perform(*action)).await;
+                if self.closing {
+                    return Flow::Ended(Box::pin(self.finish()).await);
+                }
+                return auth.map_or(Flow::Continue, Flow::Authenticating);
+            }
+            Slow::Finish => return Flow::Ended(Box::pin(self.finish()).await),
+        };
+        match wrote {
+            Wrote::More => Flow::Continue,
+            // A close was sent (sweep, shutdown, backpressure, kick) or the socket failed.
+            Wrote::Done => Flow::Ended(true),
+        }
+    }
+
+    /// Takes one read from the socket as far as the action it asks for, without waiting.
+    fn on_read(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Read {
+        let bytes = match msg {
+            Some(Ok(Message::Text(text))) => text.into(),
+            Some(Ok(Message::Binary(bin))) => bin,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                self.timers.last_read = Instant::now();
+                return Read::Continue;
+            }
+            Some(Ok(Message::Close(_))) => {
+                // Complete the closing handshake before dropping the socket.
+                self.client.outbox.close_by_peer();
+                return Read::Finish;
+            }
+            None => return Read::Ended,
+            Some(Err(tungstenite::Error::Capacity(_))) => {
+                tracing::debug!(client = %self.client.id, "frame over max payload length");
+                self.client.outbox.close(CloseCode::MessageTooBig);
+                return Read::Finish;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(client = %self.client.id, error = %e, "read error");
+                return Read::Ended;
+            }
+        };
+        self.timers.last_read = Instant::now();
+        Counters::add(&self.shared.hub.counters.frames_in, 1);
+        // SECURITY: v2 records are opened before the frame budget is charged, even those the
+        // budget then refuses: skipping one unopened would desynchronize the record counter
+        // and kill the channel. Opening is bounded by the frame size limit; a plaintext
+        // channel passes frames through untouched.
+        let opened;
+        let frame: &[u8] = match self.channel.inbound(&bytes) {
+            Inbound::Plain(frame) => frame,
+            Inbound::Opened(plaintext) => {
+                opened = plaintext;
+                &opened
+            }
+            Inbound::Established(sealer) => {
+                self.establish_v2(sealer);
+                return Read::Continue;
+            }
+            Inbound::HandshakeFailed => {
+                self.fail_v2(true);
+                return Read::Finish;
+            }
+            Inbound::RecordFailed => {
+                self.fail_v2(false);
+                return Read::Finish;
+            }
+            Inbound::Ignore => return Read::Continue,
+        };
+        match self.session.admit(Instant::now()) {
+            Admit::Accept => {}
+            Admit::Refuse { notify } => {
+                Counters::add(&self.shared.hub.counters.rate_limited, 1);
+                if notify {
+                    self.send_error(ErrorMessage::RateLimited);
+                }
+                return Read::Continue;
+            }
+            Admit::Close => {
+                Counters::add(&self.shared.hub.counters.rate_limited, 1);
+                self.client.outbox.close(CloseCode::PolicyViolation);
+                return Read::Finish;
+            }
+        }
+        self.client.touch(self.shared.hub.clock.now_ms());
+        let parsed = InboundFrame::parse(frame, &self.shared.options.limits);
+        Read::Perform(self.session.on_frame(parsed, Instant::now()))
+    }
+
     /// The server is closing: writes out what is queued and the close frame, within
     /// `CLOSE_FLUSH_TIMEOUT`. Returns true (the server ended the connection).
-    async fn finish(&mut self, socket: &mut Socket) -> bool {
+    async fn finish(&mut self) -> bool {
         let drain = async {
             loop {
                 let next = self.client.outbox.next_batch(&mut self.writer.batch).await;
-                if self.writer.apply(next, socket, &self.client).await == Wrote::Done {
+                if self
+                    .writer
+                    .apply(next, &mut self.socket, &self.client)
+                    .await
+                    == Wrote::Done
+                {
                     break;
                 }
             }
@@ -419,7 +536,7 @@ impl Connection {
                 return Some(Box::pin(async move {
                     let outcome = authenticate(shared, id, data, v2).await;
                     drop(permit);
-                    outcome
+                    Box::new(outcome)
                 }));
             }
             Action::Join(data) => self.join(data).await,
@@ -780,34 +897,93 @@ struct Writer {
     cfg: WriterConfig,
 }
 
+/// What [`Writer::write_plain`] did with what the outbox handed over.
+enum Plain {
+    /// The batch is written (or the socket failed): the connection goes on or ends.
+    Wrote(Wrote),
+    /// These frames are handed over, but the socket did not take all their bytes: the rest
+    /// waits in the writer's buffer for [`Writer::write_spill`].
+    Spilled(u64),
+    /// Not a batch of ready frames (a close, frames to seal): for [`Writer::apply`].
+    Not(Next),
+}
+
 impl Writer {
+    /// Writes a batch of ready frames (no sealing) without waiting: assembled in the thread's
+    /// scratch buffer and handed to the socket at once. What the socket does not take is
+    /// left in `out` ([`Plain::Spilled`]).
+    fn write_plain(&mut self, next: Next, socket: &mut Socket, client: &Client) -> Plain {
+        if next != Next::Frames || !self.batch.iter().all(|i| i.ready_frame().is_some()) {
+            return Plain::Not(next);
+        }
+        let n = self.batch.len() as u64;
+        let ok = write_plain_now(socket, &self.batch, self.cfg.write_chunk, &mut self.out);
+        // Keep the (emptied) list's allocation: the outbox swaps it in next time.
+        self.batch.clear();
+        if !ok {
+            return Plain::Wrote(self.failed(client));
+        }
+        if !self.out.is_empty() {
+            return Plain::Spilled(n);
+        }
+        Plain::Wrote(self.written(n, client))
+    }
+
+    /// Waits (at most the write timeout) until the socket takes what `write_plain` left in
+    /// `out`, the rest of a batch of `n` frames.
+    async fn write_spill(&mut self, n: u64, socket: &mut Socket, client: &Client) -> Wrote {
+        let mut deadline = None;
+        let ok = write_wire(socket, &self.out, &mut deadline, self.cfg.write_timeout).await;
+        self.release_out();
+        if !ok {
+            return self.failed(client);
+        }
+        self.written(n, client)
+    }
+
+    /// Counts `n` frames written; the queue has drained.
+    fn written(&self, n: u64, client: &Client) -> Wrote {
+        Counters::add(&self.cfg.counters.frames_out, n);
+        client.outbox.drained();
+        Wrote::More
+    }
+
+    /// The socket failed or timed out: the queue is shut and the connection ends.
+    fn failed(&self, client: &Client) -> Wrote {
+        tracing::debug!(client = %client.id, "write failed or timed out");
+        client.outbox.shut();
+        Wrote::Done
+    }
+
+    /// Empties `out`, freeing it if a burst left it larger than [`RETAINED_BUFFER`].
+    fn release_out(&mut self) {
+        self.out.clear();
+        if self.out.capacity() > RETAINED_BUFFER {
+            self.out = Vec::new();
+        }
+    }
+
     /// Carries out what the outbox handed over. Every batch is written under one deadline,
     /// armed only if the socket does not take it at once; a write blocked past the write
     /// timeout ends the connection.
     async fn apply(&mut self, next: Next, socket: &mut Socket, client: &Client) -> Wrote {
         let limit = self.cfg.write_timeout;
+        let next = match self.write_plain(next, socket, client) {
+            Plain::Wrote(wrote) => return wrote,
+            Plain::Spilled(n) => return self.write_spill(n, socket, client).await,
+            Plain::Not(next) => next,
+        };
         match next {
-            Next::Frames => {
-                let written = self.write_batch(socket, client).await;
-                match written {
-                    BatchEnd::Written(n) => {
-                        Counters::add(&self.cfg.counters.frames_out, n);
-                        client.outbox.drained();
-                        Wrote::More
-                    }
-                    BatchEnd::Fatal(n) => {
-                        Counters::add(&self.cfg.counters.frames_out, n);
-                        Box::pin(send_close(socket, CloseCode::EncryptionRequired, limit)).await;
-                        client.outbox.shut();
-                        Wrote::Done
-                    }
-                    BatchEnd::Failed => {
-                        tracing::debug!(client = %client.id, "write failed or timed out");
-                        client.outbox.shut();
-                        Wrote::Done
-                    }
+            Next::Frames => match self.write_batch(socket, client).await {
+                BatchEnd::Written(n) => self.written(n, client),
+                BatchEnd::Fatal(n) => {
+                    Counters::add(&self.cfg.counters.frames_out, n);
+                    Box::pin(send_close(socket, CloseCode::EncryptionRequired, limit)).await;
+                    client.outbox.shut();
+                    Wrote::Done
                 }
-            }
+                BatchEnd::Failed => self.failed(client),
+            },
             Next::Close(code) => {
                 Box::pin(send_close(socket, code, limit)).await;
                 client.outbox.shut();
@@ -827,26 +1003,18 @@ impl Writer {
         matches!(sent, Ok(Ok(())))
     }
 
-    /// Writes the batch in order. A plaintext batch is assembled in the thread's scratch
-    /// buffer and handed to the socket without waiting; only what the socket does not take
-    /// at once is copied aside and waited for. A batch with messages to seal is assembled in
-    /// the connection's own buffer (sealing may wait), in chunks of `write_chunk`.
+    /// Writes a batch with messages to seal, in order, assembled in the connection's own
+    /// buffer (sealing may wait) and written in chunks of `write_chunk`.
     async fn write_batch(&mut self, socket: &mut Socket, client: &Client) -> BatchEnd {
         let mut deadline = None;
         let limit = self.cfg.write_timeout;
         let chunk = self.cfg.write_chunk;
         let mut items = std::mem::take(&mut self.batch);
-        let plain = items.iter().all(|i| i.ready_frame().is_some());
         let mut written = 0;
         let mut fatal = false;
-        let mut ok = if plain {
-            written = items.len() as u64;
-            write_plain_now(socket, &items, chunk, &mut self.out)
-        } else {
-            true
-        };
+        let mut ok = true;
         let mut sealed = 0usize;
-        for item in items.drain(..).filter(|_| !plain) {
+        for item in items.drain(..) {
             if !ok {
                 break;
             }
@@ -909,10 +1077,7 @@ impl Writer {
         if ok && !self.out.is_empty() {
             ok = write_wire(socket, &self.out, &mut deadline, limit).await;
         }
-        self.out.clear();
-        if self.out.capacity() > RETAINED_BUFFER {
-            self.out = Vec::new();
-        }
+        self.release_out();
         match (ok, fatal) {
             (false, _) => BatchEnd::Failed,
             (true, true) => BatchEnd::Fatal(written),
@@ -1060,5 +1225,34 @@ async fn transform(
             true
         }
         None => false,
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, F: Future, G: Fn(A, B) -> F>(_: G) -> usize {
+        size_of::<F>()
+    }
+
+    /// Every idle connection keeps its task's future: it must hold the waits, not the
+    /// connection's state (that is one boxed `Connection`) nor the rare paths (boxed).
+    #[test]
+    fn the_connection_task_keeps_little_state() {
+        let run = future_size(run);
+        assert!(
+            run <= 448,
+            "the connection task's future grew to {run} bytes"
+        );
+        assert!(
+            size_of::<Wake>() <= 64,
+            "Wake grew to {} bytes",
+            size_of::<Wake>()
+        );
+        assert!(
+            size_of::<Slow>() <= 16,
+            "Slow grew to {} bytes",
+            size_of::<Slow>()
+        );
     }
 }
