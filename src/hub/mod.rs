@@ -15,6 +15,7 @@ use std::{
 };
 
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 pub(crate) use client::Client;
 pub use client::{ClientId, ClientInfo, Identity};
@@ -136,16 +137,67 @@ pub enum RoomError {
     OwnRoom,
 }
 
+/// A client in the index, with the rooms it joined.
 struct Entry {
     client: Arc<Client>,
-    rooms: HashSet<RoomName>,
+    /// The rooms joined besides the own-id room: a short list (at most
+    /// `max_rooms_per_client`), one inline.
+    rooms: SmallVec<[RoomName; 1]>,
+    /// Whether the client is in its own-id room (from authentication on). That room is not in
+    /// `Index::rooms`: its one member is the client of the same id, found in `Index::clients`.
+    own_room: bool,
 }
+
+impl Entry {
+    fn room_count(&self) -> usize {
+        self.rooms.len() + usize::from(self.own_room)
+    }
+}
+
+/// A room member: a client hashed and compared by its id, so a room's set is keyed by `&str`
+/// without storing the id a second time.
+struct Member(Arc<Client>);
+
+impl std::borrow::Borrow<str> for Member {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for Member {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Must hash as the `str` it borrows as.
+        str::hash(&self.0.id, state);
+    }
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Member {}
 
 #[derive(Default)]
 struct Index {
     clients: HashMap<ClientId, Entry>,
-    users: HashMap<Box<str>, HashMap<ClientId, Arc<Client>>>,
-    rooms: HashMap<RoomName, HashMap<ClientId, Arc<Client>>>,
+    /// A user's sessions on this instance (usually one, kept inline).
+    users: HashMap<Box<str>, SmallVec<[Arc<Client>; 1]>>,
+    /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
+    rooms: HashMap<RoomName, HashSet<Member>>,
+    /// Clients in their own-id room.
+    own_rooms: usize,
+}
+
+impl Index {
+    /// The authenticated client whose own-id room is `room`, if any.
+    fn own_room(&self, room: &str) -> Option<&Arc<Client>> {
+        self.clients
+            .get(room)
+            .filter(|e| e.own_room)
+            .map(|e| &e.client)
+    }
 }
 
 /// Milliseconds since the server started, for cheap atomic activity stamps.
@@ -215,7 +267,8 @@ impl Hub {
             client.id.clone(),
             Entry {
                 client,
-                rooms: HashSet::new(),
+                rooms: SmallVec::new(),
+                own_room: false,
             },
         );
     }
@@ -228,25 +281,34 @@ impl Hub {
         identity: Identity,
         rooms: &[RoomName],
     ) -> bool {
-        let mut index = self.write();
-        if !index.clients.contains_key(&client.id) {
+        let mut guard = self.write();
+        let index = &mut *guard;
+        let Some(entry) = index.clients.get_mut(&client.id) else {
             return false;
-        }
+        };
         let user_id = identity.user_id.clone();
         let _ = client.identity.set(identity);
         client.set_state(ClientState::Authenticated);
+        // The own-id room first, then the defaults.
+        if !entry.own_room {
+            entry.own_room = true;
+            index.own_rooms += 1;
+            if !index.rooms.contains_key(&*client.id) {
+                self.watch(Channel::Room(client.id.to_string()));
+            }
+        }
         if let Some(user) = user_id {
             let sessions = index.users.entry(user.as_str().into()).or_default();
             if sessions.is_empty() {
                 self.watch(Channel::User(user));
             }
-            sessions.insert(client.id.clone(), client.clone());
+            if !sessions.iter().any(|c| c.id == client.id) {
+                sessions.push(client.clone());
+            }
         }
         self.watch(Channel::Client(client.id.to_string()));
-        // The own-id room first (client ids are UUIDs, so always a valid name), then the defaults.
-        let own = RoomName::new(&client.id).into_iter();
-        for room in own.chain(rooms.iter().cloned()) {
-            if let Err(e) = self.join_locked(&mut index, &client.id, room) {
+        for room in rooms.iter().cloned() {
+            if let Err(e) = self.join_locked(index, &client.id, room) {
                 tracing::warn!(client = %client.id, error = %e, "default room not joined");
             }
         }
@@ -262,19 +324,20 @@ impl Hub {
         let Some(entry) = index.clients.get_mut(id) else {
             return Err(RoomError::UnknownClient);
         };
-        if entry.rooms.contains(&room) {
+        if entry.rooms.contains(&room) || (entry.own_room && room.as_str() == &**id) {
             return Ok(false);
         }
-        if entry.rooms.len() >= self.max_rooms_per_client {
+        if entry.room_count() >= self.max_rooms_per_client {
             return Err(RoomError::TooManyRooms);
         }
-        entry.rooms.insert(room.clone());
+        entry.rooms.push(room.clone());
         let client = entry.client.clone();
+        let own_room = index.own_room(room.as_str()).is_some();
         let members = index.rooms.entry(room.clone()).or_default();
-        if members.is_empty() {
+        if members.is_empty() && !own_room {
             self.watch(Channel::Room(room.as_str().to_owned()));
         }
-        members.insert(id.clone(), client);
+        members.insert(Member(client));
         Ok(true)
     }
 
@@ -282,17 +345,27 @@ impl Hub {
         let Some(entry) = index.clients.get_mut(id) else {
             return false;
         };
-        if !entry.rooms.remove(room) {
+        let Some(at) = entry.rooms.iter().position(|r| r.as_str() == room) else {
             return false;
-        }
-        if let Some(members) = index.rooms.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
-                index.rooms.remove(room);
+        };
+        entry.rooms.swap_remove(at);
+        self.drop_member(index, room, id);
+        true
+    }
+
+    /// Takes `id` out of `room`'s members; an emptied room is dropped, and unwatched unless
+    /// it is also a tracked client's own-id room.
+    fn drop_member(&self, index: &mut Index, room: &str, id: &str) {
+        let Some(members) = index.rooms.get_mut(room) else {
+            return;
+        };
+        members.remove(id);
+        if members.is_empty() {
+            index.rooms.remove(room);
+            if index.own_room(room).is_none() {
                 self.unwatch(Channel::Room(room.to_owned()));
             }
         }
-        true
     }
 
     /// Joins an authenticated client to a room. `Ok(false)` if it was already a member.
@@ -322,10 +395,9 @@ impl Hub {
 
     /// Whether the client is in `room`.
     pub(crate) fn is_member(&self, id: &str, room: &str) -> bool {
-        self.read()
-            .clients
-            .get(id)
-            .is_some_and(|e| e.rooms.contains(room))
+        self.read().clients.get(id).is_some_and(|e| {
+            (e.own_room && room == id) || e.rooms.iter().any(|r| r.as_str() == room)
+        })
     }
 
     /// Forgets a client everywhere. Returns it if it was tracked.
@@ -333,18 +405,18 @@ impl Hub {
         let mut index = self.write();
         let entry = index.clients.remove(id)?;
         for room in &entry.rooms {
-            if let Some(members) = index.rooms.get_mut(room) {
-                members.remove(id);
-                if members.is_empty() {
-                    index.rooms.remove(room);
-                    self.unwatch(Channel::Room(room.as_str().to_owned()));
-                }
+            self.drop_member(&mut index, room.as_str(), id);
+        }
+        if entry.own_room {
+            index.own_rooms -= 1;
+            if !index.rooms.contains_key(id) {
+                self.unwatch(Channel::Room(id.to_owned()));
             }
         }
         if let Some(user) = entry.client.user_id()
             && let Some(sessions) = index.users.get_mut(user)
         {
-            sessions.remove(id);
+            sessions.retain(|c| &*c.id != id);
             if sessions.is_empty() {
                 index.users.remove(user);
                 self.unwatch(Channel::User(user.to_owned()));
@@ -390,7 +462,7 @@ impl Hub {
         let Some(sessions) = index.users.get(user) else {
             return 0;
         };
-        self.count(fan_out(sessions.values(), msg, exclude, cork), cork)
+        self.count(fan_out(sessions.iter(), msg, exclude, cork), cork)
     }
 
     /// Queues `msg` for every member of a room, minus `exclude`.
@@ -402,10 +474,9 @@ impl Hub {
         cork: &mut Cork,
     ) -> usize {
         let index = self.read();
-        let Some(members) = index.rooms.get(room) else {
-            return 0;
-        };
-        self.count(fan_out(members.values(), msg, exclude, cork), cork)
+        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
+        let own = index.own_room(room).into_iter();
+        self.count(fan_out(members.chain(own), msg, exclude, cork), cork)
     }
 
     /// Queues `msg` for every authenticated client, minus `exclude`.
@@ -458,31 +529,36 @@ impl Hub {
 
     pub(crate) fn infos_by_user(&self, user: &str) -> Vec<ClientInfo> {
         let index = self.read();
-        Self::infos_of(&index, index.users.get(user), self.clock.now_ms())
+        let sessions = index.users.get(user).into_iter().flatten();
+        Self::infos_of(&index, sessions, self.clock.now_ms())
     }
 
     pub(crate) fn infos_by_room(&self, room: &str) -> Vec<ClientInfo> {
         let index = self.read();
-        Self::infos_of(&index, index.rooms.get(room), self.clock.now_ms())
+        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
+        let own = index.own_room(room).into_iter();
+        Self::infos_of(&index, members.chain(own), self.clock.now_ms())
     }
 
-    fn infos_of(
+    fn infos_of<'a>(
         index: &Index,
-        members: Option<&HashMap<ClientId, Arc<Client>>>,
+        clients: impl Iterator<Item = &'a Arc<Client>>,
         now_ms: u64,
     ) -> Vec<ClientInfo> {
-        members
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .filter_map(|id| index.clients.get(id))
+        clients
+            .filter_map(|c| index.clients.get(&c.id))
             .map(|e| info_of(e, now_ms))
             .collect()
     }
 
-    /// Sizes of the three indexes (clients, users, rooms).
+    /// Sizes of the three indexes (clients, users, rooms; own-id rooms count as rooms).
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let index = self.read();
-        (index.clients.len(), index.users.len(), index.rooms.len())
+        (
+            index.clients.len(),
+            index.users.len(),
+            index.rooms.len() + index.own_rooms,
+        )
     }
 
     /// Live connections by state, plus encrypted and backpressured counts.
@@ -518,7 +594,11 @@ impl Hub {
 }
 
 fn info_of(entry: &Entry, now_ms: u64) -> ClientInfo {
-    let mut rooms: Vec<RoomName> = entry.rooms.iter().cloned().collect();
+    let mut rooms: Vec<RoomName> = entry.rooms.to_vec();
+    if entry.own_room {
+        // Client ids are UUIDs: always a valid room name.
+        rooms.extend(RoomName::new(&entry.client.id));
+    }
     rooms.sort();
     ClientInfo::of(&entry.client, &rooms, now_ms)
 }
@@ -578,4 +658,129 @@ fn fan_out<'a>(
         }
     }
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::session::Outbox;
+
+    /// Records every watch (`+name`) and unwatch (`-name`).
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl Recorder {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl Subscription for Recorder {
+        fn watch(&self, channel: &Channel) {
+            self.0.lock().unwrap().push(format!("+{}", channel.name()));
+        }
+        fn unwatch(&self, channel: &Channel) {
+            self.0.lock().unwrap().push(format!("-{}", channel.name()));
+        }
+        fn close(&self) {}
+    }
+
+    fn hub() -> (Hub, Recorder) {
+        let hub = Hub::new(8);
+        let recorder = Recorder::default();
+        hub.set_subscription(Box::new(recorder.clone()));
+        (hub, recorder)
+    }
+
+    fn client(hub: &Hub, id: &str) -> Arc<Client> {
+        let client = Arc::new(Client::new(id.into(), Outbox::new(1 << 20, false), 0));
+        hub.insert(client.clone());
+        client
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).unwrap()
+    }
+
+    fn message() -> Arc<Outgoing> {
+        Outgoing::new("m", RawValue::from_string("1".into()).unwrap())
+    }
+
+    #[test]
+    fn own_id_rooms_are_served_from_the_client_index() {
+        let (hub, _) = hub();
+        let ids = [
+            "7d3c1c3e-0000-4000-8000-00000000000a",
+            "7d3c1c3e-0000-4000-8000-00000000000b",
+        ];
+        let a = client(&hub, ids[0]);
+        let b = client(&hub, ids[1]);
+        let msg = message();
+        // Before authentication there is no own-id room.
+        assert_eq!(hub.to_room(ids[0], &msg, &[], &mut Cork::default()), 0);
+        assert!(!hub.is_member(ids[0], ids[0]));
+        for c in [&a, &b] {
+            assert!(hub.authenticate(c, Identity::user("u"), &[room("lobby")]));
+        }
+        // Only `lobby` is materialised; the own-id rooms still count as rooms.
+        assert_eq!(hub.read().rooms.len(), 1);
+        assert_eq!(hub.counts(), (2, 1, 3));
+        assert!(hub.is_member(ids[0], ids[0]));
+        assert!(!hub.is_member(ids[0], ids[1]));
+        assert_eq!(hub.to_room(ids[0], &msg, &[], &mut Cork::default()), 1);
+        assert_eq!(
+            hub.to_room(ids[0], &msg, &[ids[0]], &mut Cork::default()),
+            0
+        );
+        assert_eq!(hub.to_room("lobby", &msg, &[], &mut Cork::default()), 2);
+        assert_eq!(hub.to_user("u", &msg, &[ids[1]], &mut Cork::default()), 1);
+        let rooms = hub.info(ids[0]).unwrap().rooms;
+        assert_eq!(rooms, vec![ids[0].to_owned(), "lobby".to_owned()]);
+        assert_eq!(hub.infos_by_room(ids[1]).len(), 1);
+        assert_eq!(hub.leave(ids[0], ids[0]), Err(RoomError::OwnRoom));
+        hub.remove(ids[0]);
+        assert_eq!(hub.to_room(ids[0], &msg, &[], &mut Cork::default()), 0);
+        assert_eq!(hub.counts(), (1, 1, 2));
+    }
+
+    #[test]
+    fn own_id_room_interest_lasts_while_any_member_is_left() {
+        let (hub, recorder) = hub();
+        let id = "7d3c1c3e-0000-4000-8000-00000000000c";
+        let a = client(&hub, id);
+        let b = client(&hub, "b");
+        assert!(hub.authenticate(&a, Identity::anonymous(), &[]));
+        assert!(hub.authenticate(&b, Identity::anonymous(), &[]));
+        let watched = recorder.take();
+        assert!(watched.contains(&format!("+ws:room:{id}")), "{watched:?}");
+        // The application puts `b` into `a`'s own-id room: one room, two members.
+        assert_eq!(hub.join("b", room(id)), Ok(true));
+        assert_eq!(hub.to_room(id, &message(), &[], &mut Cork::default()), 2);
+        assert!(recorder.take().is_empty(), "already watched");
+        assert_eq!(hub.leave("b", id), Ok(true));
+        assert!(recorder.take().is_empty(), "`a` still needs it");
+        assert_eq!(hub.join("b", room(id)), Ok(true));
+        hub.remove(id);
+        assert!(
+            !recorder.take().contains(&format!("-ws:room:{id}")),
+            "`b` still needs it"
+        );
+        hub.remove("b");
+        assert!(recorder.take().contains(&format!("-ws:room:{id}")));
+    }
+
+    #[test]
+    fn the_room_limit_counts_the_own_id_room() {
+        let (hub, _) = hub();
+        let a = client(&hub, "a");
+        assert!(hub.authenticate(&a, Identity::anonymous(), &[]));
+        for n in 0..7 {
+            assert_eq!(hub.join("a", room(&format!("r{n}"))), Ok(true));
+        }
+        assert_eq!(hub.join("a", room("r7")), Err(RoomError::TooManyRooms));
+        assert_eq!(hub.join("a", room("r0")), Ok(false));
+        assert_eq!(hub.join("a", room("a")), Ok(false), "its own-id room");
+    }
 }
