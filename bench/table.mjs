@@ -15,7 +15,10 @@ const runs = lines
   .filter((l) => l.startsWith("scenario="))
   .map((l) => Object.fromEntries(l.split(" ").map((kv) => kv.split("=", 2))));
 
-const pick = (scenario, server) => runs.filter((r) => r.scenario === scenario && r.server === server && !r.failed);
+// A run that could not connect every client or stalled measured something else: it is left
+// out of the medians and counted in the "failed runs" line below the table.
+const broken = (r) => r.failed || Number(r.connected) < Number(r.clients) || r.stalled === "1";
+const pick = (scenario, server) => runs.filter((r) => r.scenario === scenario && r.server === server && !broken(r));
 const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
@@ -43,7 +46,9 @@ const rows = [];
 // row(label, sealcast stat, bun stat or null, digits, target text, check(ratio, ours) → bool|null)
 function row(label, ours, theirs, digits, target, check, ratioOverride) {
   const ratio = ratioOverride ?? (theirs && theirs.n ? ours.med / theirs.med : NaN);
-  const verdict = check ? check(ratio, ours.med) : null;
+  // No ratio (the other side has no run that worked): nothing to judge.
+  const judged = check && (Number.isFinite(ratio) || !theirs || theirs.n > 0);
+  const verdict = judged ? check(ratio, ours.med) : null;
   rows.push([
     label,
     cell(ours, digits),
@@ -123,3 +128,5 @@ const heads = ["metric", "sealcast", "raw Bun", "ratio", "target", "met"];
 const out = [heads, heads.map(() => "---"), ...rows];
 console.log(header.replace(/^# ?/, "run: "));
 for (const r of out) console.log(`| ${r.join(" | ")} |`);
+const failedRuns = runs.filter(broken).map((r) => r.label ?? `${r.scenario}/${r.server}/${r.rep}`);
+if (failedRuns.length) console.log(`\nfailed runs (left out): ${failedRuns.join(", ")}`);

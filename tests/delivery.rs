@@ -289,3 +289,69 @@ async fn metrics_count_what_happened() {
     assert_eq!(m.dropped, 0);
     assert_eq!(m.backpressured_clients, 0);
 }
+
+#[tokio::test]
+async fn bursts_from_the_bus_keep_their_order_across_targets() {
+    use sealcast::{
+        broker::Broker,
+        protocol::{Envelope, MessageType},
+    };
+    use std::sync::Arc;
+    let broker = MemoryBroker::new();
+    let srv = spawn(test_builder().broker(broker.clone())).await;
+    let mut c = srv.authed("u").await;
+    let mut d = srv.authed("v").await;
+    c.join(&["r"]).await;
+    d.join(&["r"]).await;
+    assert!(eventually(|| srv.server.clients_by_room("r").len() == 2).await);
+    let (c_id, d_id) = (c.id.clone().unwrap(), d.id.clone().unwrap());
+    // Runs of room messages broken by messages to a user, a client, the room with an
+    // exclusion, everyone, and another room, all published at once so they arrive together.
+    let mut want_c = Vec::new();
+    let mut want_d = Vec::new();
+    for i in 0..400u32 {
+        let (kind, target, exclude) = match i % 16 {
+            5 => (MessageType::User, Some("u"), None),
+            9 => (MessageType::Client, Some(d_id.as_str()), None),
+            11 => (MessageType::Room, Some("r"), Some(vec![c_id.clone()])),
+            13 => (MessageType::Broadcast, None, None),
+            14 => (MessageType::Room, Some("elsewhere"), None),
+            _ => (MessageType::Room, Some("r"), None),
+        };
+        let to_c = match i % 16 {
+            5 | 13 => true,
+            9 | 11 | 14 => false,
+            _ => true,
+        };
+        let to_d = !matches!(i % 16, 5 | 14);
+        if to_c {
+            want_c.push(i);
+        }
+        if to_d {
+            want_d.push(i);
+        }
+        let envelope = Envelope {
+            server_id: "emitter".into(),
+            kind,
+            target: target.map(str::to_owned),
+            event: "m".into(),
+            data: Some(serde_json::value::to_raw_value(&json!(i)).unwrap()),
+            exclude,
+        };
+        broker.publish(Arc::new(envelope)).await.unwrap();
+    }
+    let total = (want_c.len() + want_d.len()) as u64;
+    for (client, want) in [(&mut c, want_c), (&mut d, want_d)] {
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            got.push(expect_data(client, "m").await.as_u64().unwrap() as u32);
+        }
+        assert_eq!(got, want, "every message once, in publish order");
+        client.expect_silence().await;
+    }
+    assert_eq!(
+        srv.server.metrics().deliveries,
+        total,
+        "runs count every message"
+    );
+}

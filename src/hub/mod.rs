@@ -85,6 +85,37 @@ impl Outgoing {
     }
 }
 
+/// Consecutive messages to one room, fanned out together: a plaintext member queues the
+/// whole run as one item ([`Queued::Run`]), so the queue's lock and the shared reference are
+/// taken once per member per run instead of once per message.
+pub(crate) struct Run {
+    msgs: Box<[Arc<Outgoing>]>,
+    /// The frames' total length.
+    bytes: usize,
+}
+
+impl Run {
+    pub(crate) fn new(msgs: Vec<Arc<Outgoing>>) -> Arc<Self> {
+        let bytes = msgs.iter().map(|m| m.wire().len()).sum();
+        Arc::new(Self {
+            msgs: msgs.into_boxed_slice(),
+            bytes,
+        })
+    }
+
+    pub(crate) fn msgs(&self) -> &[Arc<Outgoing>] {
+        &self.msgs
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Deliveries a cork queues before it wakes the writers it owes, so a burst to a large room
+/// does not hold back the first receivers for long (about a millisecond of fan-out).
+pub(crate) const CORK_DELIVERIES: usize = 16 * 1024;
+
 /// The wake-ups a fan-out owes: every receiver whose queue was empty is woken once, when the
 /// cork is released (or dropped), not per message. A batch of messages fanned out under one
 /// cork reaches each socket in one write, and no writer drains a queue the fan-out is still
@@ -479,6 +510,35 @@ impl Hub {
         self.count(fan_out(members.chain(own), msg, exclude, cork), cork)
     }
 
+    /// Queues a run of messages for every member of a room, in order; the writers owed a
+    /// wake are woken every [`CORK_DELIVERIES`] deliveries. Returns the deliveries queued.
+    pub(crate) fn to_room_run(&self, room: &str, run: &Arc<Run>, cork: &mut Cork) -> usize {
+        let index = self.read();
+        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
+        let own = index.own_room(room).into_iter();
+        let (mut tally, mut total) = (Tally::default(), 0);
+        for client in members.chain(own).filter(|c| c.is_authenticated()) {
+            if client.is_encrypted() {
+                // Sealed one by one by the client's writer.
+                for msg in run.msgs() {
+                    tally.add(deliver(client, msg, cork));
+                }
+            } else {
+                let pushed = client.outbox.push_run(run);
+                if pushed.first {
+                    cork.owed.push(client.clone());
+                }
+                tally.queued += pushed.queued;
+                tally.dropped += pushed.dropped;
+            }
+            if cork.deliveries + tally.queued >= CORK_DELIVERIES {
+                total += self.count(std::mem::take(&mut tally), cork);
+                cork.release();
+            }
+        }
+        total + self.count(tally, cork)
+    }
+
     /// Queues `msg` for every authenticated client, minus `exclude`.
     pub(crate) fn to_all(&self, msg: &Arc<Outgoing>, exclude: &[&str], cork: &mut Cork) -> usize {
         let index = self.read();
@@ -782,5 +842,45 @@ mod tests {
         assert_eq!(hub.join("a", room("r7")), Err(RoomError::TooManyRooms));
         assert_eq!(hub.join("a", room("r0")), Ok(false));
         assert_eq!(hub.join("a", room("a")), Ok(false), "its own-id room");
+    }
+    #[test]
+    fn a_run_reaches_every_member_and_wakes_writers_as_it_goes() {
+        use futures_util::FutureExt as _;
+        let (hub, _) = hub();
+        let members: Vec<Arc<Client>> = (0..300)
+            .map(|n| {
+                let c = client(&hub, &format!("c{n}"));
+                assert!(hub.authenticate(&c, Identity::anonymous(), &[room("big")]));
+                c
+            })
+            .collect();
+        // One member is encrypted: its writer seals message by message.
+        let sealed = &members[7];
+        assert!(sealed.sealer.set(Sealer::Transform).is_ok());
+        assert!(sealed.enable_encryption());
+        let run = Run::new((0..64).map(|_| message()).collect());
+        let mut cork = Cork::default();
+        assert_eq!(hub.to_room_run("big", &run, &mut cork), 300 * 64);
+        // 19,200 deliveries: the writers of the first 16,384 were woken during the run.
+        assert!(
+            !cork.owed.is_empty() && cork.owed.len() < 300 - 200,
+            "{}",
+            cork.owed.len()
+        );
+        assert_eq!(
+            hub.counters
+                .deliveries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            300 * 64
+        );
+        let mut batch = Vec::new();
+        let next = members[0].outbox.next_batch(&mut batch).now_or_never();
+        assert!(next.is_some());
+        assert!(matches!(&batch[..], [Queued::Run(r)] if Arc::ptr_eq(r, &run)));
+        batch.clear();
+        let next = sealed.outbox.next_batch(&mut batch).now_or_never();
+        assert!(next.is_some());
+        assert_eq!(batch.len(), 64);
+        assert!(batch.iter().all(|q| matches!(q, Queued::Seal(_))));
     }
 }

@@ -40,7 +40,7 @@ pub use upgrade::{Upgrade, UpgradeRejection};
 
 use crate::{
     broker::{Broker, Delivery},
-    hub::{ClientInfo, Cork, Hub, Outgoing, RoomError},
+    hub::{CORK_DELIVERIES, ClientInfo, Cork, Hub, Outgoing, RoomError, Run},
     protocol::{CloseCode, Envelope, MessageType, RoomName},
     session,
 };
@@ -99,8 +99,24 @@ impl Shared {
         }
     }
 
-    /// Delivers an envelope from the bus to local clients.
-    fn on_delivery(&self, delivery: Delivery, cork: &mut Cork) {
+    /// Fans out the pending run of room messages, if any.
+    fn flush_run(&self, run: &mut PendingRun, cork: &mut Cork) {
+        match run.msgs.len() {
+            0 => {}
+            1 => {
+                let msgs = std::mem::take(&mut run.msgs);
+                self.hub.to_room(&run.room, &msgs[0], &[], cork);
+            }
+            _ => {
+                let msgs = Run::new(std::mem::take(&mut run.msgs));
+                self.hub.to_room_run(&run.room, &msgs, cork);
+            }
+        }
+    }
+
+    /// Delivers an envelope from the bus to local clients. A room message without exclusions
+    /// joins `run` (flushed when a message to anything else comes, and after the burst).
+    fn on_delivery(&self, delivery: Delivery, run: &mut PendingRun, cork: &mut Cork) {
         let envelope = &delivery.envelope;
         if envelope.server_id == self.server_id {
             return; // our own publish: already delivered locally
@@ -114,13 +130,24 @@ impl Shared {
             None => crate::protocol::null_raw().to_owned(),
         };
         let msg = Outgoing::new(&envelope.event, data);
+        let target = envelope.target.as_deref().unwrap_or_default();
+        if envelope.kind == MessageType::Room && envelope.exclude.as_ref().is_none_or(Vec::is_empty)
+        {
+            if run.room != target || run.msgs.len() >= MAX_RUN {
+                self.flush_run(run, cork);
+                target.clone_into(&mut run.room);
+            }
+            run.msgs.push(msg);
+            return;
+        }
+        // Anything else keeps its place after the room messages before it.
+        self.flush_run(run, cork);
         let exclude: Vec<&str> = envelope
             .exclude
             .iter()
             .flatten()
             .map(String::as_str)
             .collect();
-        let target = envelope.target.as_deref().unwrap_or_default();
         match envelope.kind {
             MessageType::Broadcast => {
                 self.hub.to_all(&msg, &exclude, cork);
@@ -161,9 +188,15 @@ const INBOX_CAPACITY: usize = 4096;
 /// Envelopes the dispatch task takes from the inbox at once.
 const INBOX_BURST: usize = 64;
 
-/// Deliveries a burst queues before it wakes the writers it owes, so a burst to a large room
-/// does not hold back the first receivers for long (about a millisecond of fan-out).
-const CORK_DELIVERIES: usize = 16 * 1024;
+/// Most messages fanned out as one run.
+const MAX_RUN: usize = INBOX_BURST;
+
+/// Room messages waiting to be fanned out as one run (see the dispatch task).
+#[derive(Default)]
+struct PendingRun {
+    room: String,
+    msgs: Vec<Arc<Outgoing>>,
+}
 
 /// The most the WebSocket codec may hold for a slow peer: it only ever writes control frames
 /// (at most 129 bytes each).
@@ -206,16 +239,21 @@ impl Server {
             // Everything that arrived together is fanned out under one cork, so each receiver
             // gets the whole burst in one write; a burst wakes its writers at the latest every
             // `CORK_DELIVERIES` deliveries.
+            //
+            // Consecutive messages to the same room (no exclusions) are fanned out as one run:
+            // each member's queue takes the run in one push.
             let mut burst = Vec::with_capacity(INBOX_BURST);
+            let mut run = PendingRun::default();
             let mut cork = Cork::default();
             while rx.recv_many(&mut burst, INBOX_BURST).await > 0 {
                 let Some(shared) = weak.upgrade() else { break };
                 for delivery in burst.drain(..) {
-                    shared.on_delivery(delivery, &mut cork);
+                    shared.on_delivery(delivery, &mut run, &mut cork);
                     if cork.deliveries() >= CORK_DELIVERIES {
                         cork.release();
                     }
                 }
+                shared.flush_run(&mut run, &mut cork);
                 cork.release();
             }
         });

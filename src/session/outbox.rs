@@ -11,13 +11,20 @@ use std::sync::{
 
 use tokio::sync::Notify;
 
-use crate::{crypto::v2, hub::Outgoing, protocol::CloseCode};
+use crate::{
+    crypto::v2,
+    hub::{Outgoing, Run},
+    protocol::CloseCode,
+};
 
 /// One queued item, in the order it goes out.
 pub(crate) enum Queued {
     /// A message sent as it is: its complete frame is shared with every other plaintext
     /// receiver ([`Outgoing::wire`]), so queueing it writes one pointer, not the bytes.
     Frame(Arc<Outgoing>),
+    /// Consecutive messages to one room sent as they are, shared by every plaintext member:
+    /// one pointer (and one lock of this queue) for the whole run.
+    Run(Arc<Run>),
     /// A complete frame of this client's own (the v2 server hello, `connected`).
     Own(Box<[u8]>),
     /// A message the writer passes through the client's sealer before sending.
@@ -28,12 +35,33 @@ pub(crate) enum Queued {
 }
 
 impl Queued {
-    /// The complete frame of an item sent as it is (`Frame`, `Own`).
-    pub(crate) fn ready_frame(&self) -> Option<&[u8]> {
+    /// Whether the item is sent as it is (`Frame`, `Run`, `Own`): no sealing.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self, Queued::Frame(_) | Queued::Run(_) | Queued::Own(_))
+    }
+
+    /// Appends the complete frames of an item sent as it is; false (nothing appended) for
+    /// items to seal or install.
+    pub(crate) fn append_ready(&self, out: &mut Vec<u8>) -> bool {
         match self {
-            Queued::Frame(m) => Some(m.wire()),
-            Queued::Own(frame) => Some(frame),
-            Queued::Seal(_) | Queued::Install(_) => None,
+            Queued::Frame(m) => out.extend_from_slice(m.wire()),
+            Queued::Run(run) => {
+                for m in run.msgs() {
+                    out.extend_from_slice(m.wire());
+                }
+            }
+            Queued::Own(frame) => out.extend_from_slice(frame),
+            Queued::Seal(_) | Queued::Install(_) => return false,
+        }
+        true
+    }
+
+    /// The frames the item puts on the wire.
+    pub(crate) fn frames(&self) -> u64 {
+        match self {
+            Queued::Run(run) => run.msgs().len() as u64,
+            Queued::Install(_) => 0,
+            _ => 1,
         }
     }
 
@@ -41,10 +69,36 @@ impl Queued {
     fn cost(&self) -> usize {
         match self {
             Queued::Frame(m) => m.wire().len(),
+            Queued::Run(run) => run.bytes(),
             Queued::Own(frame) => frame.len(),
             // Sealed output: base64 of plaintext and tag, plus the wrapper.
             Queued::Seal(m) => m.json().len() / 3 * 4 + 96,
             Queued::Install(_) => 0,
+        }
+    }
+}
+
+/// What [`Outbox::push_run`] did with a run's messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// Messages queued.
+    pub(crate) queued: usize,
+    /// Messages dropped for the byte limit.
+    pub(crate) dropped: usize,
+    /// The queue was empty before: the writer is owed a wake.
+    pub(crate) first: bool,
+}
+
+impl Pushed {
+    fn add(&mut self, push: Push, messages: usize) {
+        match push {
+            Push::First => {
+                self.first = true;
+                self.queued += messages;
+            }
+            Push::Queued => self.queued += messages,
+            Push::Dropped => self.dropped += messages,
+            Push::Closed => {}
         }
     }
 }
@@ -124,13 +178,37 @@ impl Outbox {
     /// [`Outbox::push`] without the wake: the caller wakes the writer on [`Push::First`] (the
     /// fan-out does, once per receiver per batch; see `hub::Cork`).
     pub(crate) fn push_quiet(&self, item: Queued) -> Push {
-        let cost = item.cost();
         let Ok(mut state) = self.state.lock() else {
             return Push::Closed;
         };
+        self.admit(&mut state, item)
+    }
+
+    /// Queues a run of messages sent as they are, under one lock: as one item when it fits
+    /// under the byte limit, else message by message, so only what overflows is dropped.
+    /// Like [`Outbox::push_quiet`], the caller owes the wake on [`Pushed::first`].
+    pub(crate) fn push_run(&self, run: &Arc<Run>) -> Pushed {
+        let mut pushed = Pushed::default();
+        let Ok(mut state) = self.state.lock() else {
+            return pushed;
+        };
+        let n = run.msgs().len();
+        if state.bytes + run.bytes() <= self.limit || (n == 1 && state.items.is_empty()) {
+            pushed.add(self.admit(&mut state, Queued::Run(run.clone())), n);
+        } else {
+            for m in run.msgs() {
+                pushed.add(self.admit(&mut state, Queued::Frame(m.clone())), 1);
+            }
+        }
+        pushed
+    }
+
+    /// Queues `item` unless the queue is closing or the byte limit refuses it.
+    fn admit(&self, state: &mut State, item: Queued) -> Push {
         if state.closed || state.close.is_some() {
             return Push::Closed;
         }
+        let cost = item.cost();
         // An empty queue always takes one item, so a single large frame still goes out.
         let was_empty = state.items.is_empty();
         if !was_empty && state.bytes + cost > self.limit {
@@ -139,7 +217,7 @@ impl Outbox {
             if self.close_on_limit {
                 state.clear();
                 state.close = Some(CloseCode::PolicyViolation);
-                drop(state);
+                // The writer takes this lock only to swap the queue; waking it here is safe.
                 self.wake();
             }
             return Push::Dropped;
@@ -334,5 +412,45 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
         assert_eq!(outbox.push_quiet(frame(1)), Push::First);
+    }
+    /// A message whose frame is `n` bytes or a little more.
+    fn message(n: usize) -> Arc<Outgoing> {
+        let data = serde_json::value::RawValue::from_string(format!("\"{}\"", "x".repeat(n)));
+        Outgoing::new("m", data.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_run_that_fits_is_one_item() {
+        let outbox = Outbox::new(10_000, false);
+        let run = Run::new((0..3).map(|_| message(100)).collect());
+        let pushed = outbox.push_run(&run);
+        assert_eq!((pushed.queued, pushed.dropped, pushed.first), (3, 0, true));
+        assert_eq!(outbox.queued_bytes(), run.bytes());
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].frames(), 3);
+        let mut wire = Vec::new();
+        assert!(batch[0].append_ready(&mut wire));
+        assert_eq!(wire.len(), run.bytes());
+    }
+
+    #[tokio::test]
+    async fn a_run_over_the_limit_goes_message_by_message() {
+        let one = message(100).wire().len();
+        let outbox = Outbox::new(2 * one + one / 2, false);
+        assert_eq!(outbox.push(Queued::Frame(message(100))), Push::First);
+        let run = Run::new((0..3).map(|_| message(100)).collect());
+        let pushed = outbox.push_run(&run);
+        // One more fits; the other two are dropped, as they would be one at a time.
+        assert_eq!((pushed.queued, pushed.dropped, pushed.first), (1, 2, false));
+        assert_eq!(outbox.dropped(), 2);
+        assert!(outbox.is_backpressured());
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        assert_eq!(batch.iter().map(Queued::frames).sum::<u64>(), 2);
+        // A closing queue takes nothing.
+        outbox.close(CloseCode::GoingAway);
+        assert_eq!(outbox.push_run(&run), Pushed::default());
     }
 }

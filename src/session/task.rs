@@ -913,10 +913,10 @@ impl Writer {
     /// scratch buffer and handed to the socket at once. What the socket does not take is
     /// left in `out` ([`Plain::Spilled`]).
     fn write_plain(&mut self, next: Next, socket: &mut Socket, client: &Client) -> Plain {
-        if next != Next::Frames || !self.batch.iter().all(|i| i.ready_frame().is_some()) {
+        if next != Next::Frames || !self.batch.iter().all(Queued::is_ready) {
             return Plain::Not(next);
         }
-        let n = self.batch.len() as u64;
+        let n = self.batch.iter().map(Queued::frames).sum();
         let ok = write_plain_now(socket, &self.batch, self.cfg.write_chunk, &mut self.out);
         // Keep the (emptied) list's allocation: the outbox swaps it in next time.
         self.batch.clear();
@@ -1019,8 +1019,10 @@ impl Writer {
                 break;
             }
             match item {
-                Queued::Frame(msg) => self.out.extend_from_slice(msg.wire()),
-                Queued::Own(frame) => self.out.extend_from_slice(&frame),
+                Queued::Frame(_) | Queued::Run(_) | Queued::Own(_) => {
+                    item.append_ready(&mut self.out);
+                    written += item.frames();
+                }
                 Queued::Install(sealer) => {
                     self.v2_sealer = Some(sealer);
                     continue;
@@ -1063,9 +1065,9 @@ impl Writer {
                         }
                         None => continue,
                     }
+                    written += 1;
                 }
             }
-            written += 1;
             if self.out.len() >= chunk {
                 ok = write_wire(socket, &self.out, &mut deadline, limit).await;
                 self.out.clear();
@@ -1099,12 +1101,12 @@ fn write_plain_now(
         buf.clear();
         let mut blocked = false;
         let mut ok = true;
-        for frame in items.iter().filter_map(Queued::ready_frame) {
+        for item in items {
             if blocked {
-                spill.extend_from_slice(frame);
+                item.append_ready(spill);
                 continue;
             }
-            buf.extend_from_slice(frame);
+            item.append_ready(buf);
             if buf.len() >= chunk {
                 match hand_over(socket, buf, spill) {
                     Some(b) => blocked = b,
