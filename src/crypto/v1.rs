@@ -157,46 +157,77 @@ impl V1Key {
         Ok(out)
     }
 
-    /// Seals an already-serialized `{"event":..,"data":..}` frame for one client: the hot path
-    /// of encrypted delivery. Returns the complete outbound text
-    /// `{"event":"encrypted","data":{"iv":"<b64>","ct":"<b64>"}}` (no AAD, as the spec's
-    /// clients expect).
-    ///
-    /// The result is built in one exactly-sized allocation: the ciphertext is encrypted
-    /// straight from `frame` into the tail of the `ct` field, then base64-encoded in place.
+    /// Seals an already-serialized `{"event":..,"data":..}` frame for one client. Returns the
+    /// complete outbound text `{"event":"encrypted","data":{"iv":"<b64>","ct":"<b64>"}}` (no
+    /// AAD, as the spec's clients expect). [`V1Key::seal_frame_into`] is the same without the
+    /// allocation.
     ///
     /// # Errors
     /// [`CryptoError`] if the random number generator fails or the frame is too long for GCM.
     pub fn seal_frame(&self, frame: &[u8]) -> Result<String, CryptoError> {
-        self.seal_frame_with_iv(&self.next_iv()?, frame)
-    }
-
-    fn seal_frame_with_iv(&self, iv: &[u8; IV_LEN], frame: &[u8]) -> Result<String, CryptoError> {
-        let raw_len = frame.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
-        let ct_b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
-        let iv_start = FRAME_HEAD.len();
-        let ct_start = iv_start + IV_B64_LEN + FRAME_MID.len();
-        let ct_end = ct_start.checked_add(ct_b64_len).ok_or(CryptoError)?;
-        let total = ct_end.checked_add(FRAME_TAIL.len()).ok_or(CryptoError)?;
-
-        let mut out = vec![0u8; total];
-        out[..iv_start].copy_from_slice(FRAME_HEAD);
-        STANDARD
-            .encode_slice(iv, &mut out[iv_start..iv_start + IV_B64_LEN])
-            .map_err(|_| CryptoError)?;
-        out[iv_start + IV_B64_LEN..ct_start].copy_from_slice(FRAME_MID);
-        out[ct_end..].copy_from_slice(FRAME_TAIL);
-
-        // The raw `ciphertext ‖ tag` goes at the end of the ct field (base64 is longer than
-        // its input), then is encoded front to back into the same field.
-        let ct_field = &mut out[ct_start..ct_end];
-        let raw_start = ct_b64_len - raw_len;
-        self.encrypt_into(iv, frame, &[], &mut ct_field[raw_start..])?;
-        encode_b64_in_place(ct_field, raw_start)?;
-
+        let mut out = Vec::new();
+        self.seal_frame_into(frame, &mut out)?;
         // Every byte written is ASCII, so this check cannot fail; it keeps the crate free of
         // `unsafe` at the cost of one fast scan.
         String::from_utf8(out).map_err(|_| CryptoError)
+    }
+
+    /// The length of [`V1Key::seal_frame`]'s output for a frame of `frame_len` bytes, or
+    /// `None` if that does not fit in memory.
+    pub fn sealed_len(frame_len: usize) -> Option<usize> {
+        let raw_len = frame_len.checked_add(TAG_LEN)?;
+        let ct_b64_len = base64::encoded_len(raw_len, true)?;
+        (FRAME_HEAD.len() + IV_B64_LEN + FRAME_MID.len() + FRAME_TAIL.len()).checked_add(ct_b64_len)
+    }
+
+    /// [`V1Key::seal_frame`], appended to `out` (exactly [`V1Key::sealed_len`] bytes, all
+    /// ASCII): the hot path of encrypted delivery, which builds the text straight into the
+    /// connection's write buffer. The ciphertext is encrypted from `frame` into the tail of the
+    /// `ct` field, then base64-encoded in place.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the random number generator fails or the frame is too long for GCM;
+    /// `out` is left as it was.
+    pub fn seal_frame_into(&self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.seal_frame_with_iv(&self.next_iv()?, frame, out)
+    }
+
+    fn seal_frame_with_iv(
+        &self,
+        iv: &[u8; IV_LEN],
+        frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let raw_len = frame.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
+        let ct_b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
+        let total = Self::sealed_len(frame.len()).ok_or(CryptoError)?;
+        let start = out.len();
+        out.resize(start.checked_add(total).ok_or(CryptoError)?, 0);
+        let sealed = &mut out[start..];
+        let iv_start = FRAME_HEAD.len();
+        let ct_start = iv_start + IV_B64_LEN + FRAME_MID.len();
+        let ct_end = ct_start + ct_b64_len;
+        sealed[..iv_start].copy_from_slice(FRAME_HEAD);
+        let filled = STANDARD
+            .encode_slice(iv, &mut sealed[iv_start..iv_start + IV_B64_LEN])
+            .is_ok();
+        sealed[iv_start + IV_B64_LEN..ct_start].copy_from_slice(FRAME_MID);
+        sealed[ct_end..].copy_from_slice(FRAME_TAIL);
+
+        // The raw `ciphertext ‖ tag` goes at the end of the ct field (base64 is longer than
+        // its input), then is encoded front to back into the same field.
+        let ct_field = &mut sealed[ct_start..ct_end];
+        let raw_start = ct_b64_len - raw_len;
+        let sealed_ok = filled
+            && self
+                .encrypt_into(iv, frame, &[], &mut ct_field[raw_start..])
+                .is_ok()
+            && encode_b64_in_place(ct_field, raw_start).is_ok();
+        if !sealed_ok {
+            out.truncate(start);
+            return Err(CryptoError);
+        }
+        Ok(())
     }
 
     /// Decrypts a v1 `{iv, ct}` pair (both standard base64), checking the tag over `ct` and
@@ -502,7 +533,15 @@ mod tests {
         // Lengths around every base64 remainder and across several in-place encode steps.
         for len in (0..=700).chain([4095, 4096, 70_034]) {
             let frame: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let sealed = k.seal_frame_with_iv(&iv, &frame).expect("seal_frame");
+            let mut sealed = b"prefix".to_vec();
+            k.seal_frame_with_iv(&iv, &frame, &mut sealed)
+                .expect("seal_frame");
+            assert_eq!(
+                sealed.len(),
+                6 + V1Key::sealed_len(len).unwrap(),
+                "len {len}"
+            );
+            let sealed = String::from_utf8(sealed.split_off(6)).unwrap();
             let ct = k.seal_with_iv(&iv, &frame, None).expect("seal");
             let expected = format!(
                 r#"{{"event":"encrypted","data":{{"iv":"{}","ct":"{}"}}}}"#,

@@ -24,14 +24,15 @@ use crate::{
     broker::Subscription,
     protocol::{Channel, RoomName, encode_frame},
     server::metrics::{ConnectionCounts, Counters},
-    session::{ClientState, Push, Queued, wire},
+    session::{ClientState, Push, Queued, sealed_cost, wire},
 };
 
 /// Seals one already-encoded frame for one client (the built-in v1 key implements it; the v2
 /// sealer needs `&mut` for its counter and is owned by the writer instead, see [`Sealer::V2`]).
 pub(crate) trait SealFrame: Send + Sync {
-    /// Returns the complete outbound text (an `encrypted` event), or `None` if sealing failed.
-    fn seal_frame(&self, frame: &[u8]) -> Option<String>;
+    /// Appends the complete WebSocket frame of the sealed message (an `encrypted` event) to
+    /// `out`; false, with `out` as it was, if sealing failed.
+    fn seal_wire(&self, frame: &[u8], out: &mut Vec<u8>) -> bool;
 }
 
 /// How an encrypted client's messages are sealed.
@@ -92,15 +93,23 @@ pub(crate) struct Run {
     msgs: Box<[Arc<Outgoing>]>,
     /// The frames' total length.
     bytes: usize,
+    /// What the run accounts for in an encrypted client's queue.
+    sealed_bytes: usize,
 }
 
 impl Run {
     pub(crate) fn new(msgs: Vec<Arc<Outgoing>>) -> Arc<Self> {
         let bytes = msgs.iter().map(|m| m.wire().len()).sum();
+        let sealed_bytes = msgs.iter().map(|m| sealed_cost(m)).sum();
         Arc::new(Self {
             msgs: msgs.into_boxed_slice(),
             bytes,
+            sealed_bytes,
         })
+    }
+
+    pub(crate) fn sealed_bytes(&self) -> usize {
+        self.sealed_bytes
     }
 
     pub(crate) fn msgs(&self) -> &[Arc<Outgoing>] {
@@ -518,19 +527,13 @@ impl Hub {
         let own = index.own_room(room).into_iter();
         let (mut tally, mut total) = (Tally::default(), 0);
         for client in members.chain(own).filter(|c| c.is_authenticated()) {
-            if client.is_encrypted() {
-                // Sealed one by one by the client's writer.
-                for msg in run.msgs() {
-                    tally.add(deliver(client, msg, cork));
-                }
-            } else {
-                let pushed = client.outbox.push_run(run);
-                if pushed.first {
-                    cork.owed.push(client.clone());
-                }
-                tally.queued += pushed.queued;
-                tally.dropped += pushed.dropped;
+            // Encrypted members' writers seal the run message by message.
+            let pushed = client.outbox.push_run(run, client.is_encrypted());
+            if pushed.first {
+                cork.owed.push(client.clone());
             }
+            tally.queued += pushed.queued;
+            tally.dropped += pushed.dropped;
             if cork.deliveries + tally.queued >= CORK_DELIVERIES {
                 total += self.count(std::mem::take(&mut tally), cork);
                 cork.release();
@@ -854,7 +857,7 @@ mod tests {
                 c
             })
             .collect();
-        // One member is encrypted: its writer seals message by message.
+        // One member is encrypted: its writer seals the run message by message.
         let sealed = &members[7];
         assert!(sealed.sealer.set(Sealer::Transform).is_ok());
         assert!(sealed.enable_encryption());
@@ -880,7 +883,6 @@ mod tests {
         batch.clear();
         let next = sealed.outbox.next_batch(&mut batch).now_or_never();
         assert!(next.is_some());
-        assert_eq!(batch.len(), 64);
-        assert!(batch.iter().all(|q| matches!(q, Queued::Seal(_))));
+        assert!(matches!(&batch[..], [Queued::SealRun(r)] if Arc::ptr_eq(r, &run)));
     }
 }

@@ -22,6 +22,7 @@ use crate::{
     crypto::{KeyPair, V1Key, v1, v2::ServerSigningKey},
     hub::{SealFrame, Sealer},
     protocol::encode_frame,
+    session::wire,
 };
 
 /// What the custom handshake hook receives (the spec's `handshakeFn` options).
@@ -168,8 +169,18 @@ impl Transformer {
 }
 
 impl SealFrame for V1Key {
-    fn seal_frame(&self, frame: &[u8]) -> Option<String> {
-        V1Key::seal_frame(self, frame).ok()
+    fn seal_wire(&self, frame: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(len) = V1Key::sealed_len(frame.len()) else {
+            return false;
+        };
+        let start = out.len();
+        out.reserve(len + wire::MAX_HEADER);
+        wire::push_text_header(out, len);
+        if self.seal_frame_into(frame, out).is_err() {
+            out.truncate(start);
+            return false;
+        }
+        true
     }
 }
 
@@ -265,3 +276,37 @@ impl EncryptionConfig {
 pub type HandshakeHookResult = HookResult<Option<HandshakeReply>>;
 /// Result type of the outbound transformer, for the builder's bounds.
 pub type TransformHookResult = HookResult<Option<Transformed>>;
+
+#[cfg(test)]
+mod tests {
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    use super::*;
+
+    /// The writer's v1 path: one complete text frame, appended after what the buffer holds,
+    /// whose payload is the sealed message.
+    #[test]
+    fn seal_wire_appends_a_frame_that_opens_to_the_message() {
+        let key = V1Key::from_bytes([7; 32]);
+        for len in [0usize, 60, 200, 70_000] {
+            let message = format!(r#"{{"event":"m","data":"{}"}}"#, "x".repeat(len));
+            let mut out = b"before".to_vec();
+            assert!(key.seal_wire(message.as_bytes(), &mut out));
+            let mut cursor = std::io::Cursor::new(&out[6..]);
+            let (header, payload_len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert!(header.is_final && header.mask.is_none());
+            let payload = &out[6 + cursor.position() as usize..];
+            assert_eq!(payload.len() as u64, payload_len);
+            let sealed: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(sealed["event"], "encrypted");
+            let opened = key
+                .open(
+                    sealed["data"]["iv"].as_str().unwrap(),
+                    sealed["data"]["ct"].as_str().unwrap(),
+                    None,
+                )
+                .unwrap();
+            assert_eq!(opened, message.as_bytes());
+        }
+    }
+}

@@ -10,6 +10,6 @@ pub(crate) mod state;
 mod task;
 pub(crate) mod wire;
 
-pub(crate) use outbox::{Outbox, Push, Queued};
+pub(crate) use outbox::{Outbox, Push, Queued, sealed_cost};
 pub use state::ClientState;
 pub(crate) use task::{Socket, run};

@@ -29,6 +29,8 @@ pub(crate) enum Queued {
     Own(Box<[u8]>),
     /// A message the writer passes through the client's sealer before sending.
     Seal(Arc<Outgoing>),
+    /// A run of messages to seal, one by one, in order.
+    SealRun(Arc<Run>),
     /// The connection's v2 sealer, handed to the writer once the handshake verified; every
     /// `Seal` after it is sealed with it. Queued with [`Outbox::push_control`], never dropped.
     Install(Box<v2::Sealer>),
@@ -51,7 +53,7 @@ impl Queued {
                 }
             }
             Queued::Own(frame) => out.extend_from_slice(frame),
-            Queued::Seal(_) | Queued::Install(_) => return false,
+            Queued::Seal(_) | Queued::SealRun(_) | Queued::Install(_) => return false,
         }
         true
     }
@@ -59,7 +61,7 @@ impl Queued {
     /// The frames the item puts on the wire.
     pub(crate) fn frames(&self) -> u64 {
         match self {
-            Queued::Run(run) => run.msgs().len() as u64,
+            Queued::Run(run) | Queued::SealRun(run) => run.msgs().len() as u64,
             Queued::Install(_) => 0,
             _ => 1,
         }
@@ -71,11 +73,16 @@ impl Queued {
             Queued::Frame(m) => m.wire().len(),
             Queued::Run(run) => run.bytes(),
             Queued::Own(frame) => frame.len(),
-            // Sealed output: base64 of plaintext and tag, plus the wrapper.
-            Queued::Seal(m) => m.json().len() / 3 * 4 + 96,
+            Queued::Seal(m) => sealed_cost(m),
+            Queued::SealRun(run) => run.sealed_bytes(),
             Queued::Install(_) => 0,
         }
     }
+}
+
+/// What a message to seal accounts for: base64 of plaintext and tag, plus the wrapper.
+pub(crate) fn sealed_cost(m: &Outgoing) -> usize {
+    m.json().len() / 3 * 4 + 96
 }
 
 /// What [`Outbox::push_run`] did with a run's messages.
@@ -184,20 +191,36 @@ impl Outbox {
         self.admit(&mut state, item)
     }
 
-    /// Queues a run of messages sent as they are, under one lock: as one item when it fits
-    /// under the byte limit, else message by message, so only what overflows is dropped.
-    /// Like [`Outbox::push_quiet`], the caller owes the wake on [`Pushed::first`].
-    pub(crate) fn push_run(&self, run: &Arc<Run>) -> Pushed {
+    /// Queues a run of messages, sent as they are or (`seal`) through the client's sealer,
+    /// under one lock: as one item when it fits under the byte limit, else message by
+    /// message, so only what overflows is dropped. Like [`Outbox::push_quiet`], the caller
+    /// owes the wake on [`Pushed::first`].
+    pub(crate) fn push_run(&self, run: &Arc<Run>, seal: bool) -> Pushed {
         let mut pushed = Pushed::default();
         let Ok(mut state) = self.state.lock() else {
             return pushed;
         };
         let n = run.msgs().len();
-        if state.bytes + run.bytes() <= self.limit || (n == 1 && state.items.is_empty()) {
-            pushed.add(self.admit(&mut state, Queued::Run(run.clone())), n);
+        let cost = if seal {
+            run.sealed_bytes()
+        } else {
+            run.bytes()
+        };
+        if state.bytes + cost <= self.limit || (n == 1 && state.items.is_empty()) {
+            let item = if seal {
+                Queued::SealRun(run.clone())
+            } else {
+                Queued::Run(run.clone())
+            };
+            pushed.add(self.admit(&mut state, item), n);
         } else {
             for m in run.msgs() {
-                pushed.add(self.admit(&mut state, Queued::Frame(m.clone())), 1);
+                let item = if seal {
+                    Queued::Seal(m.clone())
+                } else {
+                    Queued::Frame(m.clone())
+                };
+                pushed.add(self.admit(&mut state, item), 1);
             }
         }
         pushed
@@ -423,7 +446,7 @@ mod tests {
     async fn a_run_that_fits_is_one_item() {
         let outbox = Outbox::new(10_000, false);
         let run = Run::new((0..3).map(|_| message(100)).collect());
-        let pushed = outbox.push_run(&run);
+        let pushed = outbox.push_run(&run, false);
         assert_eq!((pushed.queued, pushed.dropped, pushed.first), (3, 0, true));
         assert_eq!(outbox.queued_bytes(), run.bytes());
         let mut batch = Vec::new();
@@ -441,7 +464,7 @@ mod tests {
         let outbox = Outbox::new(2 * one + one / 2, false);
         assert_eq!(outbox.push(Queued::Frame(message(100))), Push::First);
         let run = Run::new((0..3).map(|_| message(100)).collect());
-        let pushed = outbox.push_run(&run);
+        let pushed = outbox.push_run(&run, false);
         // One more fits; the other two are dropped, as they would be one at a time.
         assert_eq!((pushed.queued, pushed.dropped, pushed.first), (1, 2, false));
         assert_eq!(outbox.dropped(), 2);
@@ -451,6 +474,6 @@ mod tests {
         assert_eq!(batch.iter().map(Queued::frames).sum::<u64>(), 2);
         // A closing queue takes nothing.
         outbox.close(CloseCode::GoingAway);
-        assert_eq!(outbox.push_run(&run), Pushed::default());
+        assert_eq!(outbox.push_run(&run, false), Pushed::default());
     }
 }

@@ -1014,61 +1014,69 @@ impl Writer {
         let mut fatal = false;
         let mut ok = true;
         let mut sealed = 0usize;
-        for item in items.drain(..) {
+        'items: for item in items.drain(..) {
             if !ok {
                 break;
             }
-            match item {
+            let to_seal: &[Arc<Outgoing>] = match &item {
+                Queued::Install(_) => {
+                    if let Queued::Install(sealer) = item {
+                        self.v2_sealer = Some(sealer);
+                    }
+                    continue;
+                }
+                Queued::Seal(msg) => std::slice::from_ref(msg),
+                Queued::SealRun(run) => run.msgs(),
                 Queued::Frame(_) | Queued::Run(_) | Queued::Own(_) => {
                     item.append_ready(&mut self.out);
                     written += item.frames();
+                    &[]
                 }
-                Queued::Install(sealer) => {
-                    self.v2_sealer = Some(sealer);
-                    continue;
+            };
+            for msg in to_seal {
+                if !ok {
+                    break 'items;
                 }
-                Queued::Seal(msg) => {
-                    sealed += 1;
-                    if sealed.is_multiple_of(SEALS_PER_YIELD) {
-                        tokio::task::yield_now().await;
-                    }
-                    match client.sealer.get() {
-                        Some(Sealer::V2) => {
-                            match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
-                                Some(Ok(record)) => {
-                                    wire::push_text_frame(&mut self.out, record.as_bytes());
-                                }
-                                _ => {
-                                    // SECURITY: the hard record limit (or no sealer): the
-                                    // channel cannot go on, and skipping would be a gap.
-                                    tracing::warn!(client = %client.id, "v2 sealing failed; closing");
-                                    fatal = true;
-                                    break;
-                                }
-                            }
+                sealed += 1;
+                if sealed.is_multiple_of(SEALS_PER_YIELD) {
+                    tokio::task::yield_now().await;
+                }
+                match client.sealer.get() {
+                    Some(Sealer::V2) => match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
+                        Some(Ok(record)) => {
+                            wire::push_text_frame(&mut self.out, record.as_bytes());
                         }
-                        Some(Sealer::Frame(sealer)) => match sealer.seal_frame(msg.json()) {
-                            Some(sealed) => wire::push_text_frame(&mut self.out, sealed.as_bytes()),
-                            None => {
-                                tracing::warn!(client = %client.id, "sealing failed; message dropped");
-                                continue;
-                            }
-                        },
-                        Some(Sealer::Transform) => {
-                            // Boxed: the transformer's state only exists while it runs, not in
-                            // every connection's task.
-                            let transformer = self.cfg.transformer.as_ref();
-                            if !Box::pin(transform(client, &msg, transformer, &mut self.out)).await
-                            {
-                                continue;
-                            }
+                        _ => {
+                            // SECURITY: the hard record limit (or no sealer): the channel
+                            // cannot go on, and skipping would be a gap.
+                            tracing::warn!(client = %client.id, "v2 sealing failed; closing");
+                            fatal = true;
+                            break 'items;
                         }
-                        None => continue,
+                    },
+                    Some(Sealer::Frame(sealer)) => {
+                        if !sealer.seal_wire(msg.json(), &mut self.out) {
+                            tracing::warn!(client = %client.id, "sealing failed; message dropped");
+                            continue;
+                        }
                     }
-                    written += 1;
+                    Some(Sealer::Transform) => {
+                        // Boxed: the transformer's state only exists while it runs, not in
+                        // every connection's task.
+                        let transformer = self.cfg.transformer.as_ref();
+                        if !Box::pin(transform(client, msg, transformer, &mut self.out)).await {
+                            continue;
+                        }
+                    }
+                    None => continue,
+                }
+                written += 1;
+                if self.out.len() >= chunk {
+                    ok = write_wire(socket, &self.out, &mut deadline, limit).await;
+                    self.out.clear();
                 }
             }
-            if self.out.len() >= chunk {
+            if ok && self.out.len() >= chunk {
                 ok = write_wire(socket, &self.out, &mut deadline, limit).await;
                 self.out.clear();
             }
