@@ -32,7 +32,7 @@ esac
 : "${CLIENTS_10K:=10000}" "${MESSAGES_10K:=200}" "${WINDOW_10K:=100}"
 : "${STEADY_CLIENTS:=1000}" "${STEADY_RATE:=200}"
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
-: "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=1000}"
+: "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=1000}" "${MIXED_MESSAGES:=4000}"
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
 : "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted encrypted_v2 mixed}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -162,7 +162,10 @@ for rep in $(seq "$REPEAT"); do
     encrypted_v2)
       run "$scenario" sealcast_v2 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 --profile v2 ;;
     mixed)
-      run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 0.5 ;;
+      # The mixed room, then its sealed half alone (same messages, same decrypting load on
+      # the generator): the difference is what the plaintext half costs.
+      run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 0.5
+      run mixed_sealed_half sealcast_v1 "$rep" --clients $((ENC_CLIENTS / 2)) --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 1 ;;
     *)
       echo "unknown scenario $scenario" >&2 ;;
     esac
