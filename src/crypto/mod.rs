@@ -25,6 +25,7 @@
 //! # Ok::<(), sealcast::crypto::CryptoError>(())
 //! ```
 
+mod b64;
 mod error;
 pub mod keys;
 pub mod v1;

@@ -302,8 +302,7 @@ fn encode_b64_in_place(field: &mut [u8], raw_start: usize) -> Result<(), CryptoE
         let take = B64_STEP.min(raw_len - read);
         let from = raw_start + read;
         step[..take].copy_from_slice(&field[from..from + take]);
-        written += STANDARD
-            .encode_slice(&step[..take], &mut field[written..])
+        written += super::b64::encode_slice(&step[..take], &mut field[written..])
             .map_err(|_| CryptoError)?;
         read += take;
     }

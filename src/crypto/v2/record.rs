@@ -209,7 +209,7 @@ impl Sealer {
         let b64_len = base64::encoded_len(ct.len(), true).ok_or(CryptoError)?;
         let mut out = String::with_capacity(RECORD_HEAD.len() + b64_len + RECORD_TAIL.len());
         out.push_str(RECORD_HEAD);
-        STANDARD.encode_string(&ct, &mut out);
+        crate::crypto::b64::encode_string(&ct, &mut out);
         out.push_str(RECORD_TAIL);
         Ok(out)
     }
