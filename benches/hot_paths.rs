@@ -84,6 +84,14 @@ fn seal(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(pad), &frame, |b, frame| {
             b.iter(|| key.seal_frame(black_box(frame.as_bytes())));
         });
+        // The writer's path: appended to a buffer it keeps.
+        let mut out = Vec::new();
+        g.bench_with_input(BenchmarkId::new("into", pad), &frame, |b, frame| {
+            b.iter(|| {
+                out.clear();
+                key.seal_frame_into(black_box(frame.as_bytes()), &mut out)
+            });
+        });
     }
     g.finish();
     let mut g = c.benchmark_group("open_v1");
