@@ -10,4 +10,4 @@ cargo test --quiet
 node --test tests/js/
 # The browser test against the chat example, then against the gateway (the README's run command).
 node tests/browser/e2e.mjs
-SEALCAST_CHAT_CMD="target/debug/sealcast serve" node tests/browser/e2e.mjs
+SEALCAST_CHAT_CMD="${CARGO_TARGET_DIR:-target}/debug/sealcast serve" node tests/browser/e2e.mjs
