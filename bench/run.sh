@@ -33,8 +33,10 @@ esac
 : "${STEADY_CLIENTS:=1000}" "${STEADY_RATE:=200}"
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=1000}" "${MIXED_MESSAGES:=4000}"
+: "${ISOLATED_RATE:=150}" "${ISOLATED_MESSAGES:=750}"
+export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
-: "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted encrypted_v2 mixed}"
+: "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted encrypted_v2 mixed mixed_isolated}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$TARGET_DIR/bench-results.txt}
 
@@ -117,11 +119,17 @@ run() {
   sealcast) start_server "$server" "$SEALCAST" --redis "$REDIS" ;;
   sealcast_v1) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v1 ;;
   sealcast_v2) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v2 ;;
+  # Server and generator on a core each, one thread each (taskset execs, so the pid stays).
+  sealcast_v1_pinned) start_server "$server" taskset -c 0 "$SEALCAST" --redis "$REDIS" --encryption v1 --threads 1 ;;
   bun) start_server "$server" "$BUN" bench/bun/server.js --redis "$REDIS" ;;
   esac
-  local line log="$TARGET_DIR/bench-loadgen.log"
-  "$LOADGEN" --url "$SERVER_URL" --redis "$REDIS" --server-pid "$SERVER_PID" \
-    --label "$scenario/$server/$rep" --payload "$PAYLOAD" --threads "$GEN_THREADS" "$@" \
+  local line log="$TARGET_DIR/bench-loadgen.log" gen=("$LOADGEN") threads=$GEN_THREADS
+  if [ "$server" = sealcast_v1_pinned ]; then
+    gen=(taskset -c 1 "$LOADGEN")
+    threads=1
+  fi
+  "${gen[@]}" --url "$SERVER_URL" --redis "$REDIS" --server-pid "$SERVER_PID" \
+    --label "$scenario/$server/$rep" --payload "$PAYLOAD" --threads "$threads" "$@" \
     >"$log" 2>&1 || true
   grep -v '^RESULT ' "$log" || true
   line=$(grep '^RESULT ' "$log" || true)
@@ -166,6 +174,19 @@ for rep in $(seq "$REPEAT"); do
       # the generator): the difference is what the plaintext half costs.
       run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 0.5
       run mixed_sealed_half sealcast_v1 "$rep" --clients $((ENC_CLIENTS / 2)) --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 1 ;;
+    mixed_isolated)
+      # What 500 plaintext receivers add to a room of 500 sealed ones, against what they add
+      # to a room of 500 plaintext ones, at one fixed rate (so messages arrive alike), with
+      # the server and the generator on a core each (so the generator's decrypting does not
+      # slow the server's cores).
+      if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+        echo "mixed_isolated needs 2 cores and taskset; skipped" >&2
+        continue
+      fi
+      for share in 0 0.5; do
+        run "mixed_isolated_$share" sealcast_v1_pinned "$rep" --clients "$ENC_CLIENTS" --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" --encrypted "$share"
+        run "mixed_isolated_half_$share" sealcast_v1_pinned "$rep" --clients $((ENC_CLIENTS / 2)) --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" --encrypted "$(awk "BEGIN { print $share * 2 }")"
+      done ;;
     *)
       echo "unknown scenario $scenario" >&2 ;;
     esac

@@ -140,6 +140,25 @@ if (has("idle")) {
   row(`${label}: server CPU-ms per 1k connect+auth`, stat("idle", "sealcast", (r) => (Number(r.connect_server_cpu_s) / Number(r.connected)) * 1e6), stat("idle", "bun", (r) => (Number(r.connect_server_cpu_s) / Number(r.connected)) * 1e6), 0, "info", null);
 }
 
+if (has("mixed_isolated_0.5")) {
+  // Server and generator on a core each, one fixed rate: CPU that 500 plaintext receivers add
+  // to a room of 500 sealed ones (mixed room minus its sealed half alone, same repetition),
+  // against what they add to a room of 500 plaintext ones.
+  const added = (whole, halfName) => {
+    const half = Object.fromEntries(pick(halfName, "sealcast_v1_pinned").map((r) => [r.rep, r]));
+    return stat(whole, "sealcast_v1_pinned", (r) => {
+      const h = half[r.rep];
+      if (!h) return NaN;
+      return ((Number(r.server_cpu_s) - Number(h.server_cpu_s)) / (Number(r.deliveries) - Number(h.deliveries))) * 1e6;
+    });
+  };
+  const nextToSealed = added("mixed_isolated_0.5", "mixed_isolated_half_0.5");
+  const nextToPlain = added("mixed_isolated_0", "mixed_isolated_half_0");
+  const rate = process.env.ISOLATED_RATE ?? 150;
+  row(`mixed room, isolated cores, ${rate} msg/s: CPU-s / 1M that 500 plaintext receivers add next to 500 sealed (vs next to 500 plaintext)`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToPlain.med);
+  row(`… next to 500 plaintext`, nextToPlain, null, 3, "info", null);
+}
+
 const heads = ["metric", "sealcast", "raw Bun", "ratio", "target", "met"];
 const out = [heads, heads.map(() => "---"), ...rows];
 console.log(header.replace(/^# ?/, "run: "));
