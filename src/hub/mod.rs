@@ -231,6 +231,13 @@ struct Index {
 }
 
 impl Index {
+    /// Every member of `room`: those in `rooms` and, if `room` is a client's own-id room, that
+    /// client.
+    fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a Arc<Client>> {
+        let joined = self.rooms.get(room).into_iter().flatten().map(|m| &m.0);
+        joined.chain(self.own_room(room))
+    }
+
     /// The authenticated client whose own-id room is `room`, if any.
     fn own_room(&self, room: &str) -> Option<&Arc<Client>> {
         self.clients
@@ -514,19 +521,15 @@ impl Hub {
         cork: &mut Cork,
     ) -> usize {
         let index = self.read();
-        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
-        let own = index.own_room(room).into_iter();
-        self.count(fan_out(members.chain(own), msg, exclude, cork), cork)
+        self.count(fan_out(index.members(room), msg, exclude, cork), cork)
     }
 
     /// Queues a run of messages for every member of a room, in order; the writers owed a
     /// wake are woken every [`CORK_DELIVERIES`] deliveries. Returns the deliveries queued.
     pub(crate) fn to_room_run(&self, room: &str, run: &Arc<Run>, cork: &mut Cork) -> usize {
         let index = self.read();
-        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
-        let own = index.own_room(room).into_iter();
         let (mut tally, mut total) = (Tally::default(), 0);
-        for client in members.chain(own).filter(|c| c.is_authenticated()) {
+        for client in index.members(room).filter(|c| c.is_authenticated()) {
             // Encrypted members' writers seal the run message by message.
             let pushed = client.outbox.push_run(run, client.is_encrypted());
             if pushed.first {
@@ -598,9 +601,7 @@ impl Hub {
 
     pub(crate) fn infos_by_room(&self, room: &str) -> Vec<ClientInfo> {
         let index = self.read();
-        let members = index.rooms.get(room).into_iter().flatten().map(|m| &m.0);
-        let own = index.own_room(room).into_iter();
-        Self::infos_of(&index, members.chain(own), self.clock.now_ms())
+        Self::infos_of(&index, index.members(room), self.clock.now_ms())
     }
 
     fn infos_of<'a>(
@@ -686,12 +687,9 @@ impl Tally {
 /// Queues `msg` for one client: the shared frame for plaintext receivers, the message itself
 /// for encrypted ones (their writer seals it).
 fn deliver(client: &Arc<Client>, msg: &Arc<Outgoing>, cork: &mut Cork) -> Push {
-    let item = if client.is_encrypted() {
-        Queued::Seal(msg.clone())
-    } else {
-        Queued::Frame(msg.clone())
-    };
-    let push = client.outbox.push_quiet(item);
+    let push = client
+        .outbox
+        .push_quiet(Queued::message(msg, client.is_encrypted()));
     if push == Push::First {
         cork.owed.push(client.clone());
     }

@@ -37,6 +37,15 @@ pub(crate) enum Queued {
 }
 
 impl Queued {
+    /// A message as a client takes it: to seal, or sent as it is.
+    pub(crate) fn message(msg: &Arc<Outgoing>, seal: bool) -> Self {
+        if seal {
+            Queued::Seal(msg.clone())
+        } else {
+            Queued::Frame(msg.clone())
+        }
+    }
+
     /// Whether the item is sent as it is (`Frame`, `Run`, `Own`): no sealing.
     pub(crate) fn is_ready(&self) -> bool {
         matches!(self, Queued::Frame(_) | Queued::Run(_) | Queued::Own(_))
@@ -215,12 +224,7 @@ impl Outbox {
             pushed.add(self.admit(&mut state, item), n);
         } else {
             for m in run.msgs() {
-                let item = if seal {
-                    Queued::Seal(m.clone())
-                } else {
-                    Queued::Frame(m.clone())
-                };
-                pushed.add(self.admit(&mut state, item), 1);
+                pushed.add(self.admit(&mut state, Queued::message(m, seal)), 1);
             }
         }
         pushed

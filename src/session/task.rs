@@ -1003,12 +1003,25 @@ impl Writer {
         matches!(sent, Ok(Ok(())))
     }
 
+    /// Writes `out` once it holds at least `write_chunk` bytes; false if the socket failed.
+    async fn write_full_chunk(
+        &mut self,
+        socket: &mut Socket,
+        deadline: &mut Option<Instant>,
+    ) -> bool {
+        if self.out.len() < self.cfg.write_chunk {
+            return true;
+        }
+        let ok = write_wire(socket, &self.out, deadline, self.cfg.write_timeout).await;
+        self.out.clear();
+        ok
+    }
+
     /// Writes a batch with messages to seal, in order, assembled in the connection's own
     /// buffer (sealing may wait) and written in chunks of `write_chunk`.
     async fn write_batch(&mut self, socket: &mut Socket, client: &Client) -> BatchEnd {
         let mut deadline = None;
         let limit = self.cfg.write_timeout;
-        let chunk = self.cfg.write_chunk;
         let mut items = std::mem::take(&mut self.batch);
         let mut written = 0;
         let mut fatal = false;
@@ -1071,14 +1084,10 @@ impl Writer {
                     None => continue,
                 }
                 written += 1;
-                if self.out.len() >= chunk {
-                    ok = write_wire(socket, &self.out, &mut deadline, limit).await;
-                    self.out.clear();
-                }
+                ok = self.write_full_chunk(socket, &mut deadline).await;
             }
-            if ok && self.out.len() >= chunk {
-                ok = write_wire(socket, &self.out, &mut deadline, limit).await;
-                self.out.clear();
+            if ok {
+                ok = self.write_full_chunk(socket, &mut deadline).await;
             }
         }
         // Keep the (emptied) list's allocation: the outbox swaps it in next time.
