@@ -32,7 +32,7 @@ esac
 : "${CLIENTS_10K:=10000}" "${MESSAGES_10K:=200}" "${WINDOW_10K:=100}"
 : "${STEADY_CLIENTS:=1000}" "${STEADY_RATE:=200}"
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
-: "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=1000}" "${MIXED_MESSAGES:=4000}"
+: "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=2000}" "${MIXED_MESSAGES:=4000}"
 : "${ISOLATED_RATE:=150}" "${ISOLATED_MESSAGES:=750}"
 export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"

@@ -74,7 +74,7 @@ pub fn envelope_parse(data: &[u8]) -> bool {
 /// canonical base64; and [`V1Key::seal_frame`] of the input opens back to the input.
 /// Accepted: the input opened in either reading.
 pub fn v1_open(data: &[u8]) -> bool {
-    let key = V1Key::from_bytes(V1_FUZZ_KEY);
+    let key = V1Key::from_bytes(V1_FUZZ_KEY).expect("a 32-byte key");
     let mut opened = false;
     if let Ok(text) = std::str::from_utf8(data) {
         let (iv, ct) = text.split_once(V1_SEPARATOR).unwrap_or((text, ""));

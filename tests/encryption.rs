@@ -137,6 +137,43 @@ async fn mixed_room_plaintext_and_encrypted_each_exactly_once() {
     }
 }
 
+/// A burst far longer than one sealing stretch between yields (128 seals), with frames large
+/// enough that every batch is written in several chunks, to several sealed clients at once
+/// (their writers share the worker threads' buffers) and a plaintext one: each gets every
+/// message once, in order, opened with its own key.
+#[tokio::test]
+async fn a_long_sealed_burst_arrives_whole_and_in_order_for_every_client() {
+    const MESSAGES: usize = 700;
+    let srv = spawn(v1_builder()).await;
+    let mut sealed = Vec::new();
+    for i in 0..4 {
+        let mut s = Sealed::connect(&srv, &format!("burst{i}")).await;
+        s.ws.join(&["burst"]).await;
+        sealed.push(s);
+    }
+    let mut plain = srv.authed("plain").await;
+    plain.join(&["burst"]).await;
+    assert!(eventually(|| srv.server.clients_by_room("burst").len() == 5).await);
+    let pad = "p".repeat(300);
+    for n in 0..MESSAGES {
+        srv.server
+            .send_to_room("burst", "tick", &json!({"n": n, "pad": pad}), &[])
+            .unwrap();
+    }
+    for s in &mut sealed {
+        for n in 0..MESSAGES {
+            assert_eq!(
+                s.next().await,
+                json!({"event": "tick", "data": {"n": n, "pad": pad}})
+            );
+        }
+        s.ws.expect_silence().await;
+    }
+    let got: Vec<Value> = plain.drain().await;
+    assert_eq!(got.len(), MESSAGES);
+    assert!(got.iter().enumerate().all(|(n, v)| v["data"]["n"] == n));
+}
+
 #[tokio::test]
 async fn require_encryption_refuses_missing_and_bad_keys_with_4004() {
     let srv = spawn(v1_builder().require_encryption(true)).await;
@@ -345,7 +382,7 @@ async fn encryption_negotiated_later_through_a_message() {
     assert!(srv.server.client(&id).unwrap().encrypted);
     assert!(
         !srv.server
-            .enable_client_encryption_v1(&id, V1Key::from_bytes([7; 32])),
+            .enable_client_encryption_v1(&id, V1Key::from_bytes([7; 32]).expect("key")),
         "irreversible, once"
     );
     assert!(

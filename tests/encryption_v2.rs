@@ -198,6 +198,39 @@ async fn v2_client_authenticates_sealed_and_every_frame_is_a_record() {
     );
 }
 
+/// A room burst far longer than one sealing stretch (128 records between yields), with frames
+/// large enough to be written in several chunks per batch, to several v2 clients at once:
+/// every record opens in sequence (a dropped, repeated or reordered record would not).
+#[tokio::test]
+async fn a_long_room_burst_opens_record_after_record_for_every_v2_client() {
+    const MESSAGES: u64 = 700;
+    let srv = spawn(v2_builder(V2Config::new())).await;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (mut c, _) = V2::connect(&srv, &format!("burst{i}")).await;
+        c.emit("join", json!({"rooms": ["burst"]})).await;
+        clients.push(c);
+    }
+    assert!(eventually(|| srv.server.clients_by_room("burst").len() == 4).await);
+    let pad = "p".repeat(300);
+    for n in 0..MESSAGES {
+        srv.server
+            .send_to_room("burst", "tick", &json!({"n": n, "pad": pad}), &[])
+            .unwrap();
+    }
+    for c in &mut clients {
+        let first = c.opener.next_seq();
+        for n in 0..MESSAGES {
+            assert_eq!(
+                c.next().await,
+                json!({"event": "tick", "data": {"n": n, "pad": pad}})
+            );
+        }
+        assert_eq!(c.opener.next_seq(), first + MESSAGES);
+        c.ws.expect_silence().await;
+    }
+}
+
 #[tokio::test]
 async fn v1_and_plaintext_clients_are_unaffected_beside_v2() {
     let srv = spawn(

@@ -6,6 +6,12 @@
 use base64::engine::{Simd, general_purpose::PAD};
 use base64::{EncodeSliceError, Engine as _};
 
+use super::CryptoError;
+
+/// Raw bytes encoded per step by [`encode_in_place`]: a multiple of 3, so padding can only
+/// appear in the last step.
+const B64_STEP: usize = 3 * 64;
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn engine() -> &'static Simd {
     static ENGINE: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
@@ -23,9 +29,30 @@ pub(crate) fn encode_slice(input: &[u8], output: &mut [u8]) -> Result<usize, Enc
     engine().encode_slice(input, output)
 }
 
-/// Appends the encoding of `input` to `out`.
-pub(crate) fn encode_string(input: &[u8], out: &mut String) {
-    engine().encode_string(input, out);
+/// Base64-encodes (standard, padded) the bytes `field[raw_start..]` into all of `field`,
+/// whose length must be exactly their encoded length.
+///
+/// Why reading and writing the same buffer is sound: after encoding the first `m` raw bytes
+/// (a multiple of 3, or all of them) the output ends at `4·⌈m/3⌉`, while the next unread raw
+/// byte sits at `raw_start + m = 4·⌈R/3⌉ − R + m`, which is never smaller (`R` = raw length).
+/// Each step copies its input to the stack before writing, so a step may overwrite its own
+/// input but never bytes still to be read.
+pub(crate) fn encode_in_place(field: &mut [u8], raw_start: usize) -> Result<(), CryptoError> {
+    let raw_len = field.len().checked_sub(raw_start).ok_or(CryptoError)?;
+    let mut step = [0u8; B64_STEP];
+    let (mut read, mut written) = (0, 0);
+    while read < raw_len {
+        let take = B64_STEP.min(raw_len - read);
+        let from = raw_start + read;
+        step[..take].copy_from_slice(&field[from..from + take]);
+        written += encode_slice(&step[..take], &mut field[written..]).map_err(|_| CryptoError)?;
+        read += take;
+    }
+    if written == field.len() {
+        Ok(())
+    } else {
+        Err(CryptoError)
+    }
 }
 
 #[cfg(test)]
@@ -42,9 +69,22 @@ mod tests {
             let mut out = vec![0u8; expected.len()];
             assert_eq!(encode_slice(&data[..len], &mut out), Ok(expected.len()));
             assert_eq!(out, expected.as_bytes(), "len {len}");
-            let mut text = String::from(">");
-            encode_string(&data[..len], &mut text);
-            assert_eq!(text[1..], expected, "len {len}");
         }
+    }
+
+    #[test]
+    fn encodes_in_place_from_the_end_of_the_field_at_every_length() {
+        let data: Vec<u8> = (0..1200u32).map(|i| (i * 53 % 256) as u8).collect();
+        for len in 0..data.len() {
+            let expected = STANDARD.encode(&data[..len]);
+            let mut field = vec![0u8; expected.len()];
+            let raw_start = field.len() - len;
+            field[raw_start..].copy_from_slice(&data[..len]);
+            assert_eq!(encode_in_place(&mut field, raw_start), Ok(()), "len {len}");
+            assert_eq!(field, expected.as_bytes(), "len {len}");
+        }
+        // A field that is not exactly the encoded length, or a start past its end.
+        assert!(encode_in_place(&mut [0u8; 5], 2).is_err());
+        assert!(encode_in_place(&mut [0u8; 4], 5).is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! profile ([`v1`]: ECDH → HKDF-SHA256 → AES-256-GCM, wire-compatible with the spec's Ignis
 //! helper) and the v2 profile ([`v2`]: per-connection keys, a transcript-bound key schedule,
 //! sealed records with implicit sequence numbers in both directions, an optional pinned server
-//! signing key). It is pure: RustCrypto crates only, no I/O, no tokio, axum or redis.
+//! signing key). It is pure: no I/O, no tokio, axum or redis. P-256, HKDF, SHA-256 and HMAC
+//! are RustCrypto's; AES-256-GCM, the per-message cipher, is AWS-LC's (`aead`).
 //!
 //! Rules that hold throughout:
 //! - every failure is the one opaque [`CryptoError`], so no error says *why* input was bad;
@@ -25,6 +26,7 @@
 //! # Ok::<(), sealcast::crypto::CryptoError>(())
 //! ```
 
+mod aead;
 mod b64;
 mod error;
 pub mod keys;

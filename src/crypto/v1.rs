@@ -13,15 +13,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes_gcm::aead::Tag;
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::{AeadInOut as _, Aes256Gcm, KeyInit as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::aead::{Aes256GcmKey, KEY_LEN, TAG_LEN};
 use super::{CryptoError, KeyPair, PublicKey};
 
 /// HKDF `info` string of the v1 profile.
@@ -31,10 +29,6 @@ pub const SALT_LEN: usize = 32;
 /// Length of the AES-GCM IV in bytes.
 pub const IV_LEN: usize = 12;
 
-/// Length of the AES-256 key in bytes.
-const KEY_LEN: usize = 32;
-/// Length of the GCM tag appended to every ciphertext.
-const TAG_LEN: usize = 16;
 /// Length of a 12-byte IV as standard padded base64.
 const IV_B64_LEN: usize = 16;
 
@@ -44,18 +38,13 @@ const FRAME_HEAD: &[u8] = br#"{"event":"encrypted","data":{"iv":""#;
 const FRAME_MID: &[u8] = br#"","ct":""#;
 const FRAME_TAIL: &[u8] = br#""}}"#;
 
-/// Raw bytes encoded per step by [`encode_b64_in_place`]: a multiple of 3, so padding can only
-/// appear in the last step.
-const B64_STEP: usize = 3 * 64;
-
 /// A per-client v1 key: AES-256-GCM, derived once at handshake.
 ///
 /// Not `Clone` (share it in an `Arc`), not `Debug`. The AES key schedule and GHASH key are
 /// zeroized on drop.
 pub struct V1Key {
-    /// SECURITY: built with aes-gcm's `zeroize` feature, so dropping it wipes the round keys
-    /// and the GHASH key.
-    cipher: Aes256Gcm,
+    /// SECURITY: dropping it wipes the round keys and the GHASH key (see [`Aes256GcmKey`]).
+    cipher: Aes256GcmKey,
     /// A random 96-bit starting IV, drawn once per key.
     iv_base: [u8; IV_LEN],
     /// How many IVs this key has handed out.
@@ -83,25 +72,28 @@ impl V1Key {
         let mut okm = Zeroizing::new([0u8; KEY_LEN]);
         hkdf.expand(HKDF_INFO, okm.as_mut_slice())
             .map_err(|_| CryptoError)?;
-        Ok(Self::from_key(&okm))
+        Self::from_key(&okm)
     }
 
     /// Builds a key from raw AES-256 key bytes (tests and tools; the handshake uses
     /// [`V1Key::derive`]). The argument is zeroized after use.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the cipher cannot be set up (never, for a 32-byte key).
     #[doc(hidden)]
-    pub fn from_bytes(key: [u8; KEY_LEN]) -> Self {
+    pub fn from_bytes(key: [u8; KEY_LEN]) -> Result<Self, CryptoError> {
         let key = Zeroizing::new(key);
         Self::from_key(&key)
     }
 
-    fn from_key(key: &[u8; KEY_LEN]) -> Self {
+    fn from_key(key: &[u8; KEY_LEN]) -> Result<Self, CryptoError> {
         // A failing OS generator here leaves a zero base; the counter still keeps this key's
         // IVs distinct (see `next_iv`).
-        Self {
-            cipher: Aes256Gcm::new(key.into()),
+        Ok(Self {
+            cipher: Aes256GcmKey::new(key)?,
             iv_base: random_bytes().unwrap_or([0; IV_LEN]),
             iv_count: AtomicU64::new(0),
-        }
+        })
     }
 
     /// The next IV: the random base plus a per-key counter in its low 64 bits.
@@ -153,7 +145,8 @@ impl V1Key {
     ) -> Result<Vec<u8>, CryptoError> {
         let len = plaintext.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
         let mut out = vec![0u8; len];
-        self.encrypt_into(iv, plaintext, aad.unwrap_or_default(), &mut out)?;
+        self.cipher
+            .seal_into(iv, aad.unwrap_or_default(), plaintext, &mut out)?;
         Ok(out)
     }
 
@@ -220,9 +213,10 @@ impl V1Key {
         let raw_start = ct_b64_len - raw_len;
         let sealed_ok = filled
             && self
-                .encrypt_into(iv, frame, &[], &mut ct_field[raw_start..])
+                .cipher
+                .seal_into(iv, &[], frame, &mut ct_field[raw_start..])
                 .is_ok()
-            && encode_b64_in_place(ct_field, raw_start).is_ok();
+            && super::b64::encode_in_place(ct_field, raw_start).is_ok();
         if !sealed_ok {
             out.truncate(start);
             return Err(CryptoError);
@@ -244,72 +238,13 @@ impl V1Key {
     ) -> Result<Vec<u8>, CryptoError> {
         let iv = decode_iv(iv_b64)?;
         let mut buf = STANDARD.decode(ct_b64).map_err(|_| CryptoError)?;
-        let body_len = buf.len().checked_sub(TAG_LEN).ok_or(CryptoError)?;
-        let (body, tag) = buf.split_at_mut(body_len);
-        let tag = Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| CryptoError)?;
-        // SECURITY: the tag is compared in constant time inside aes-gcm, and on a mismatch
-        // the buffer is dropped here, so no unauthenticated plaintext reaches the caller.
-        self.cipher
-            .decrypt_inout_detached(
-                (&iv).into(),
-                aad.unwrap_or_default(),
-                InOutBuf::from(body),
-                &tag,
-            )
-            .map_err(|_| CryptoError)?;
+        // SECURITY: the tag is compared in constant time, and on a mismatch the buffer is
+        // cleared and dropped here, so no unauthenticated plaintext reaches the caller.
+        let body_len = self
+            .cipher
+            .open_in_place(&iv, aad.unwrap_or_default(), &mut buf)?;
         buf.truncate(body_len);
         Ok(buf)
-    }
-
-    /// Encrypts `plaintext` into `out` (`plaintext.len() + TAG_LEN` bytes): ciphertext, then
-    /// the tag. No copy of the plaintext is made.
-    fn encrypt_into(
-        &self,
-        iv: &[u8; IV_LEN],
-        plaintext: &[u8],
-        aad: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        let (body, tag_out) = out
-            .split_at_mut_checked(plaintext.len())
-            .ok_or(CryptoError)?;
-        let buffer = InOutBuf::new(plaintext, body).map_err(|_| CryptoError)?;
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(iv.into(), aad, buffer)
-            .map_err(|_| CryptoError)?;
-        if tag_out.len() != TAG_LEN {
-            return Err(CryptoError);
-        }
-        tag_out.copy_from_slice(&tag);
-        Ok(())
-    }
-}
-
-/// Base64-encodes (standard, padded) the bytes `field[raw_start..]` into all of `field`,
-/// whose length must be exactly their encoded length.
-///
-/// Why reading and writing the same buffer is sound: after encoding the first `m` raw bytes
-/// (a multiple of 3, or all of them) the output ends at `4·⌈m/3⌉`, while the next unread raw
-/// byte sits at `raw_start + m = 4·⌈R/3⌉ − R + m`, which is never smaller (`R` = raw length).
-/// Each step copies its input to the stack before writing, so a step may overwrite its own
-/// input but never bytes still to be read.
-fn encode_b64_in_place(field: &mut [u8], raw_start: usize) -> Result<(), CryptoError> {
-    let raw_len = field.len() - raw_start;
-    let mut step = [0u8; B64_STEP];
-    let (mut read, mut written) = (0, 0);
-    while read < raw_len {
-        let take = B64_STEP.min(raw_len - read);
-        let from = raw_start + read;
-        step[..take].copy_from_slice(&field[from..from + take]);
-        written += super::b64::encode_slice(&step[..take], &mut field[written..])
-            .map_err(|_| CryptoError)?;
-        read += take;
-    }
-    if written == field.len() {
-        Ok(())
-    } else {
-        Err(CryptoError)
     }
 }
 
@@ -373,7 +308,7 @@ mod tests {
     use super::*;
 
     fn key() -> V1Key {
-        V1Key::from_bytes([7u8; KEY_LEN])
+        V1Key::from_bytes([7u8; KEY_LEN]).expect("key")
     }
 
     fn b64(bytes: &[u8]) -> String {
@@ -469,7 +404,7 @@ mod tests {
     #[test]
     fn wrong_key_fails() {
         let (iv, ct) = key().seal(b"hello", None).expect("seal");
-        let other = V1Key::from_bytes([8u8; KEY_LEN]);
+        let other = V1Key::from_bytes([8u8; KEY_LEN]).expect("key");
         assert_eq!(other.open(&b64(&iv), &b64(&ct), None), Err(CryptoError));
     }
 

@@ -170,17 +170,9 @@ impl Transformer {
 
 impl SealFrame for V1Key {
     fn seal_wire(&self, frame: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(len) = V1Key::sealed_len(frame.len()) else {
-            return false;
-        };
-        let start = out.len();
-        out.reserve(len + wire::MAX_HEADER);
-        wire::push_text_header(out, len);
-        if self.seal_frame_into(frame, out).is_err() {
-            out.truncate(start);
-            return false;
-        }
-        true
+        V1Key::sealed_len(frame.len()).is_some_and(|len| {
+            wire::push_text_frame_with(out, len, |out| self.seal_frame_into(frame, out))
+        })
     }
 }
 
@@ -287,7 +279,7 @@ mod tests {
     /// whose payload is the sealed message.
     #[test]
     fn seal_wire_appends_a_frame_that_opens_to_the_message() {
-        let key = V1Key::from_bytes([7; 32]);
+        let key = V1Key::from_bytes([7; 32]).expect("key");
         for len in [0usize, 60, 200, 70_000] {
             let message = format!(r#"{{"event":"m","data":"{}"}}"#, "x".repeat(len));
             let mut out = b"before".to_vec();

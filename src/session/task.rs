@@ -955,12 +955,50 @@ impl Writer {
         Wrote::Done
     }
 
-    /// Empties `out`, freeing it if a burst left it larger than [`RETAINED_BUFFER`].
+    /// Empties `out` and offers it to the thread ([`Writer::return_scratch`]); what stays is
+    /// freed if a burst left it larger than [`RETAINED_BUFFER`].
     fn release_out(&mut self) {
         self.out.clear();
+        self.return_scratch();
         if self.out.capacity() > RETAINED_BUFFER {
             self.out = Vec::new();
         }
+    }
+
+    /// Moves the thread's scratch buffer into `out` (empty) when it is the larger: sealed
+    /// frames are then assembled in memory this core touched moments ago for another
+    /// connection, not in a buffer of this one's own, last touched a whole fan-out earlier.
+    fn take_scratch(&mut self) {
+        if self.out.is_empty() {
+            SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.capacity() > self.out.capacity() {
+                    std::mem::swap(scratch, &mut self.out);
+                }
+            });
+        }
+    }
+
+    /// Gives an empty `out` back to the thread when it is the larger buffer. Called before the
+    /// task may be suspended; a non-empty `out` stays the connection's (the thread's next
+    /// writer starts a buffer of its own).
+    fn return_scratch(&mut self) {
+        if self.out.is_empty() {
+            SCRATCH.with_borrow_mut(|scratch| {
+                if self.out.capacity() > scratch.capacity() {
+                    std::mem::swap(scratch, &mut self.out);
+                }
+            });
+        }
+    }
+
+    /// Writes whatever `out` holds; false if the socket failed.
+    async fn flush_out(&mut self, socket: &mut Socket, deadline: &mut Option<Instant>) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let ok = write_wire(socket, &self.out, deadline, self.cfg.write_timeout).await;
+        self.out.clear();
+        ok
     }
 
     /// Carries out what the outbox handed over. Every batch is written under one deadline,
@@ -1026,7 +1064,8 @@ impl Writer {
         let mut written = 0;
         let mut fatal = false;
         let mut ok = true;
-        let mut sealed = 0usize;
+        let mut since_yield = 0usize;
+        self.take_scratch();
         'items: for item in items.drain(..) {
             if !ok {
                 break;
@@ -1050,23 +1089,33 @@ impl Writer {
                 if !ok {
                     break 'items;
                 }
-                sealed += 1;
-                if sealed.is_multiple_of(SEALS_PER_YIELD) {
+                if since_yield == SEALS_PER_YIELD {
+                    since_yield = 0;
+                    // What is assembled goes out first, so the buffer can go back to the
+                    // thread while other connections' tasks run.
+                    if !self.flush_out(socket, &mut deadline).await {
+                        ok = false;
+                        break 'items;
+                    }
+                    self.return_scratch();
                     tokio::task::yield_now().await;
+                    self.take_scratch();
                 }
+                since_yield += 1;
                 match client.sealer.get() {
-                    Some(Sealer::V2) => match self.v2_sealer.as_mut().map(|s| s.seal(msg.json())) {
-                        Some(Ok(record)) => {
-                            wire::push_text_frame(&mut self.out, record.as_bytes());
-                        }
-                        _ => {
+                    Some(Sealer::V2) => {
+                        let record = self
+                            .v2_sealer
+                            .as_mut()
+                            .is_some_and(|sealer| seal_v2_wire(sealer, msg.json(), &mut self.out));
+                        if !record {
                             // SECURITY: the hard record limit (or no sealer): the channel
                             // cannot go on, and skipping would be a gap.
                             tracing::warn!(client = %client.id, "v2 sealing failed; closing");
                             fatal = true;
                             break 'items;
                         }
-                    },
+                    }
                     Some(Sealer::Frame(sealer)) => {
                         if !sealer.seal_wire(msg.json(), &mut self.out) {
                             tracing::warn!(client = %client.id, "sealing failed; message dropped");
@@ -1103,6 +1152,13 @@ impl Writer {
             (true, false) => BatchEnd::Written(written),
         }
     }
+}
+
+/// Appends the complete WebSocket frame of `frame` sealed as the next v2 record to `out`; false,
+/// with `out` as it was, if sealing failed.
+fn seal_v2_wire(sealer: &mut v2::Sealer, frame: &[u8], out: &mut Vec<u8>) -> bool {
+    v2::Sealer::sealed_len(frame.len())
+        .is_some_and(|len| wire::push_text_frame_with(out, len, |out| sealer.seal_into(frame, out)))
 }
 
 /// Writes a plaintext batch through the thread's scratch buffer, in chunks of `chunk` bytes,

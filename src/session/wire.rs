@@ -31,6 +31,25 @@ pub(crate) fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Appends one complete text frame of `len` payload bytes, which `fill` appends to `out` (a
+/// sealer writing its record in place). False, with `out` as it was, if `fill` fails or does
+/// not append exactly `len` bytes.
+pub(crate) fn push_text_frame_with<E>(
+    out: &mut Vec<u8>,
+    len: usize,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> bool {
+    let start = out.len();
+    out.reserve(len.saturating_add(MAX_HEADER));
+    push_text_header(out, len);
+    let payload_at = out.len();
+    if fill(out).is_err() || out.len() - payload_at != len {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
 /// One complete text frame carrying `payload`.
 pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
     let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
@@ -63,5 +82,25 @@ mod tests {
             assert_eq!(&ours[cursor.position() as usize..], payload.as_bytes());
             assert!(ours.len() <= len + MAX_HEADER);
         }
+    }
+
+    #[test]
+    fn a_filled_frame_is_kept_only_when_the_filler_wrote_exactly_its_length() {
+        let mut out = b"before".to_vec();
+        assert!(push_text_frame_with(&mut out, 3, |o| {
+            o.extend_from_slice(b"abc");
+            Ok::<(), ()>(())
+        }));
+        assert_eq!(&out[6..], &text_frame("abc")[..]);
+        let kept = out.clone();
+        assert!(!push_text_frame_with(&mut out, 3, |o| {
+            o.push(b'x');
+            Err(())
+        }));
+        assert!(!push_text_frame_with(&mut out, 3, |o| {
+            o.extend_from_slice(b"abcd");
+            Ok::<(), ()>(())
+        }));
+        assert_eq!(out, kept);
     }
 }

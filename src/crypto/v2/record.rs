@@ -3,9 +3,6 @@
 //!
 //! Wire form of a record: `{"event":"encrypted","data":{"ct":"<base64 ciphertext ‖ tag>"}}`.
 
-use aes_gcm::aead::Tag;
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::{AeadInOut as _, Aes256Gcm};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -14,9 +11,9 @@ use super::handshake::Verified;
 use super::schedule::{IV_LEN, TrafficSecret};
 use super::{Direction, MAX_RECORDS, REKEY_INTERVAL, VERSION};
 use crate::crypto::CryptoError;
+use crate::crypto::aead::{Aes256GcmKey, TAG_LEN};
+use crate::crypto::b64;
 
-/// Length of the GCM tag appended to every ciphertext.
-const TAG_LEN: usize = 16;
 /// Length of the AAD: version ‖ direction ‖ seq.
 const AAD_LEN: usize = VERSION.len() + 1 + 8;
 /// The record text around the base64 field.
@@ -31,7 +28,7 @@ pub(super) struct RecordLayer {
     direction: Direction,
     /// The current epoch's traffic secret, kept to derive the next one.
     secret: TrafficSecret,
-    cipher: Aes256Gcm,
+    cipher: Aes256GcmKey,
     iv: [u8; IV_LEN],
     /// The sequence number of the next record.
     seq: u64,
@@ -105,20 +102,14 @@ impl RecordLayer {
         aad
     }
 
-    /// Encrypts `plaintext` as the next record: `ciphertext ‖ tag`.
-    fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    /// Encrypts `plaintext` as the next record into `out`, which must be exactly
+    /// `plaintext.len() + TAG_LEN` bytes: `ciphertext ‖ tag`.
+    fn seal_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
         let seq = self.next_seq()?;
-        let len = plaintext.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
-        let mut out = vec![0u8; len];
-        let (body, tag_out) = out.split_at_mut(plaintext.len());
-        let buffer = InOutBuf::new(plaintext, body).map_err(|_| CryptoError)?;
-        let tag = self
-            .cipher
-            .encrypt_inout_detached((&self.nonce(seq)).into(), &self.aad(seq), buffer)
-            .map_err(|_| CryptoError)?;
-        tag_out.copy_from_slice(&tag);
+        self.cipher
+            .seal_into(&self.nonce(seq), &self.aad(seq), plaintext, out)?;
         self.seq += 1;
-        Ok(out)
+        Ok(())
     }
 
     /// Opens the next record from its complete text; any failure poisons the layer.
@@ -147,20 +138,12 @@ impl RecordLayer {
 
     fn open_inner(&mut self, buf: &mut [u8]) -> Result<usize, CryptoError> {
         let seq = self.next_seq()?;
-        let body_len = buf.len().checked_sub(TAG_LEN).ok_or(CryptoError)?;
-        let (body, tag) = buf.split_at_mut(body_len);
-        let tag = Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| CryptoError)?;
         // SECURITY: the expected sequence number is implicit: a replayed, reordered, dropped or
         // reflected record is opened under the wrong nonce and AAD and fails the tag check
-        // (compared in constant time by aes-gcm); no unauthenticated plaintext is returned.
-        self.cipher
-            .decrypt_inout_detached(
-                (&self.nonce(seq)).into(),
-                &self.aad(seq),
-                InOutBuf::from(body),
-                &tag,
-            )
-            .map_err(|_| CryptoError)?;
+        // (compared in constant time); no unauthenticated plaintext is returned.
+        let body_len = self
+            .cipher
+            .open_in_place(&self.nonce(seq), &self.aad(seq), buf)?;
         self.seq += 1;
         Ok(body_len)
     }
@@ -205,13 +188,42 @@ impl Sealer {
     /// [`CryptoError`] at the hard limit of [`super::MAX_RECORDS`] records (and ever after):
     /// the connection must close.
     pub fn seal(&mut self, frame: &[u8]) -> Result<String, CryptoError> {
-        let ct = self.layer.seal(frame)?;
-        let b64_len = base64::encoded_len(ct.len(), true).ok_or(CryptoError)?;
-        let mut out = String::with_capacity(RECORD_HEAD.len() + b64_len + RECORD_TAIL.len());
-        out.push_str(RECORD_HEAD);
-        crate::crypto::b64::encode_string(&ct, &mut out);
-        out.push_str(RECORD_TAIL);
-        Ok(out)
+        let mut out = Vec::new();
+        self.seal_into(frame, &mut out)?;
+        // Every byte written is ASCII, so this check cannot fail; it keeps the crate free of
+        // `unsafe` at the cost of one fast scan.
+        String::from_utf8(out).map_err(|_| CryptoError)
+    }
+
+    /// [`Sealer::seal`], appending the record text to `out` instead of allocating: the
+    /// ciphertext is written into the base64 field's tail and encoded in place.
+    ///
+    /// # Errors
+    /// As [`Sealer::seal`]; `out` is left as it was.
+    pub fn seal_into(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let total = Self::sealed_len(frame.len()).ok_or(CryptoError)?;
+        let raw_len = frame.len() + TAG_LEN;
+        let start = out.len();
+        out.resize(start.checked_add(total).ok_or(CryptoError)?, 0);
+        let record = &mut out[start..];
+        let ct_end = total - RECORD_TAIL.len();
+        record[..RECORD_HEAD.len()].copy_from_slice(RECORD_HEAD.as_bytes());
+        record[ct_end..].copy_from_slice(RECORD_TAIL.as_bytes());
+        let field = &mut record[RECORD_HEAD.len()..ct_end];
+        let raw_start = field.len() - raw_len;
+        let sealed = self.layer.seal_into(frame, &mut field[raw_start..]);
+        if sealed.is_err() || b64::encode_in_place(field, raw_start).is_err() {
+            out.truncate(start);
+            return Err(CryptoError);
+        }
+        Ok(())
+    }
+
+    /// The length of the record text [`Sealer::seal`] makes of a frame of `frame_len` bytes,
+    /// or `None` if that does not fit in memory.
+    pub fn sealed_len(frame_len: usize) -> Option<usize> {
+        let b64_len = base64::encoded_len(frame_len.checked_add(TAG_LEN)?, true)?;
+        b64_len.checked_add(RECORD_HEAD.len() + RECORD_TAIL.len())
     }
 
     /// The sequence number the next record gets (so: how many were sealed).
@@ -331,6 +343,25 @@ mod tests {
             assert_eq!(o.open(&rec).expect("open"), frame);
         }
         assert_eq!((s.next_seq(), o.next_seq()), (5, 5));
+    }
+
+    /// Sealing into a buffer appends exactly `sealed_len` bytes of the same record text, at
+    /// every length around the base64 steps, and records so appended open in order.
+    #[test]
+    fn seal_into_appends_the_record_text() {
+        let (mut s, mut o) = pair(0);
+        let (mut s2, _) = pair(0);
+        let mut out = b"kept".to_vec();
+        for len in 0..700usize {
+            let frame: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let start = out.len();
+            s.seal_into(&frame, &mut out).expect("seal");
+            let text = std::str::from_utf8(&out[start..]).expect("ASCII");
+            assert_eq!(Some(text.len()), Sealer::sealed_len(len), "len {len}");
+            assert_eq!(text, s2.seal(&frame).expect("seal"), "len {len}");
+            assert_eq!(o.open(text).expect("open"), frame, "len {len}");
+        }
+        assert!(out.starts_with(b"kept"));
     }
 
     #[test]

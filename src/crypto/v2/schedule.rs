@@ -11,7 +11,6 @@
 //! Each stage is its own type, so a traffic secret cannot be used as a fin key, nor the
 //! handshake secret as either. Every secret is zeroized when dropped and none is `Debug`.
 
-use aes_gcm::{Aes256Gcm, KeyInit as _};
 use hkdf::Hkdf;
 use hmac::Mac as _;
 use sha2::Sha256;
@@ -21,11 +20,10 @@ use zeroize::Zeroizing;
 use super::transcript::{HASH_LEN, TranscriptHash};
 use super::{Direction, NONCE_LEN};
 use crate::crypto::CryptoError;
+use crate::crypto::aead::{Aes256GcmKey, KEY_LEN};
 
 /// Length of the AES-GCM IV base.
 pub(super) const IV_LEN: usize = 12;
-/// Length of the AES-256 key.
-const KEY_LEN: usize = 32;
 
 const LABEL_C2S: &[u8] = b"sealcast-v2 c2s";
 const LABEL_S2C: &[u8] = b"sealcast-v2 s2c";
@@ -117,12 +115,12 @@ impl TrafficSecret {
     }
 
     /// This epoch's AES-256-GCM cipher and IV base.
-    pub(super) fn record_keys(&self) -> Result<(Aes256Gcm, [u8; IV_LEN]), CryptoError> {
+    pub(super) fn record_keys(&self) -> Result<(Aes256GcmKey, [u8; IV_LEN]), CryptoError> {
         let key = self.0.expand::<KEY_LEN>(LABEL_KEY)?;
         let iv = self.0.expand::<IV_LEN>(LABEL_IV)?;
-        // SECURITY: aes-gcm is built with `zeroize`: the round keys and GHASH key are wiped when
-        // the cipher drops; `key` is wiped here.
-        Ok((Aes256Gcm::new((&*key).into()), *iv))
+        // SECURITY: the round keys and GHASH key are wiped when the cipher drops (see
+        // `Aes256GcmKey`); `key` is wiped here.
+        Ok((Aes256GcmKey::new(&key)?, *iv))
     }
 
     /// The next epoch's secret: `HKDF-Expand(self, "sealcast-v2 traffic upd", 32)`. The caller
