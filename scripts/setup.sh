@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: redis-server (Redis tests start their own
-# processes on free ports), Debian chromium (browser test), and the npm dev packages.
+# processes on free ports), Debian chromium (browser test), a C compiler (linking, and AWS-LC's
+# AES-GCM, which aws-lc-sys builds from C and assembly), and the npm dev packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
