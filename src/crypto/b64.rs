@@ -55,6 +55,27 @@ pub(crate) fn encode_in_place(field: &mut [u8], raw_start: usize) -> Result<(), 
     }
 }
 
+/// Appends the base64 (standard, padded) of `raw_len` bytes that `fill` writes: `fill` gets
+/// the tail of the new field, exactly `raw_len` bytes, which is then encoded in place into the
+/// whole field ([`encode_in_place`]). A sealer writes its ciphertext straight into the text it
+/// sends this way. On failure `out` is left as it was.
+pub(crate) fn push_encoded_with(
+    out: &mut Vec<u8>,
+    raw_len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), CryptoError>,
+) -> Result<(), CryptoError> {
+    let b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
+    let start = out.len();
+    out.resize(start.checked_add(b64_len).ok_or(CryptoError)?, 0);
+    let field = &mut out[start..];
+    let raw_start = b64_len - raw_len;
+    let done = fill(&mut field[raw_start..]).and_then(|()| encode_in_place(field, raw_start));
+    if done.is_err() {
+        out.truncate(start);
+    }
+    done
+}
+
 #[cfg(test)]
 mod tests {
     use base64::engine::general_purpose::STANDARD;
@@ -86,5 +107,18 @@ mod tests {
         // A field that is not exactly the encoded length, or a start past its end.
         assert!(encode_in_place(&mut [0u8; 5], 2).is_err());
         assert!(encode_in_place(&mut [0u8; 4], 5).is_err());
+    }
+
+    #[test]
+    fn pushes_what_the_filler_writes_and_nothing_when_it_fails() {
+        let mut out = b"head:".to_vec();
+        push_encoded_with(&mut out, 5, |raw| {
+            raw.copy_from_slice(b"hello");
+            Ok(())
+        })
+        .expect("push");
+        assert_eq!(out, b"head:aGVsbG8=");
+        assert!(push_encoded_with(&mut out, 5, |_| Err(CryptoError)).is_err());
+        assert_eq!(out, b"head:aGVsbG8=");
     }
 }

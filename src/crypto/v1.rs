@@ -191,37 +191,30 @@ impl V1Key {
         frame: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        let raw_len = frame.len().checked_add(TAG_LEN).ok_or(CryptoError)?;
-        let ct_b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
         let total = Self::sealed_len(frame.len()).ok_or(CryptoError)?;
         let start = out.len();
-        out.resize(start.checked_add(total).ok_or(CryptoError)?, 0);
-        let sealed = &mut out[start..];
-        let iv_start = FRAME_HEAD.len();
-        let ct_start = iv_start + IV_B64_LEN + FRAME_MID.len();
-        let ct_end = ct_start + ct_b64_len;
-        sealed[..iv_start].copy_from_slice(FRAME_HEAD);
-        let filled = STANDARD
-            .encode_slice(iv, &mut sealed[iv_start..iv_start + IV_B64_LEN])
-            .is_ok();
-        sealed[iv_start + IV_B64_LEN..ct_start].copy_from_slice(FRAME_MID);
-        sealed[ct_end..].copy_from_slice(FRAME_TAIL);
-
-        // The raw `ciphertext ‖ tag` goes at the end of the ct field (base64 is longer than
-        // its input), then is encoded front to back into the same field.
-        let ct_field = &mut sealed[ct_start..ct_end];
-        let raw_start = ct_b64_len - raw_len;
-        let sealed_ok = filled
-            && self
-                .cipher
-                .seal_into(iv, &[], frame, &mut ct_field[raw_start..])
-                .is_ok()
-            && super::b64::encode_in_place(ct_field, raw_start).is_ok();
-        if !sealed_ok {
+        out.reserve(total);
+        let mut iv_b64 = [0u8; IV_B64_LEN];
+        let mut sealed = || {
+            if STANDARD.encode_slice(iv, &mut iv_b64).ok() != Some(IV_B64_LEN) {
+                return Err(CryptoError);
+            }
+            out.extend_from_slice(FRAME_HEAD);
+            out.extend_from_slice(&iv_b64);
+            out.extend_from_slice(FRAME_MID);
+            // The raw `ciphertext ‖ tag` is encrypted from `frame` into the tail of the ct
+            // field (base64 is longer than its input), then encoded in place.
+            super::b64::push_encoded_with(out, frame.len() + TAG_LEN, |raw| {
+                self.cipher.seal_into(iv, &[], frame, raw)
+            })?;
+            out.extend_from_slice(FRAME_TAIL);
+            Ok(())
+        };
+        let result = sealed();
+        if result.is_err() {
             out.truncate(start);
-            return Err(CryptoError);
         }
-        Ok(())
+        result
     }
 
     /// Decrypts a v1 `{iv, ct}` pair (both standard base64), checking the tag over `ct` and

@@ -1047,19 +1047,14 @@ impl Writer {
         socket: &mut Socket,
         deadline: &mut Option<Instant>,
     ) -> bool {
-        if self.out.len() < self.cfg.write_chunk {
-            return true;
-        }
-        let ok = write_wire(socket, &self.out, deadline, self.cfg.write_timeout).await;
-        self.out.clear();
-        ok
+        self.out.len() < self.cfg.write_chunk || self.flush_out(socket, deadline).await
     }
 
-    /// Writes a batch with messages to seal, in order, assembled in the connection's own
-    /// buffer (sealing may wait) and written in chunks of `write_chunk`.
+    /// Writes a batch with messages to seal, in order, assembled in `out` (the thread's buffer
+    /// while it can be: [`Writer::take_scratch`]; sealing may wait) and written in chunks of
+    /// `write_chunk`.
     async fn write_batch(&mut self, socket: &mut Socket, client: &Client) -> BatchEnd {
         let mut deadline = None;
-        let limit = self.cfg.write_timeout;
         let mut items = std::mem::take(&mut self.batch);
         let mut written = 0;
         let mut fatal = false;
@@ -1142,8 +1137,8 @@ impl Writer {
         // Keep the (emptied) list's allocation: the outbox swaps it in next time.
         items.clear();
         self.batch = items;
-        if ok && !self.out.is_empty() {
-            ok = write_wire(socket, &self.out, &mut deadline, limit).await;
+        if ok {
+            ok = self.flush_out(socket, &mut deadline).await;
         }
         self.release_out();
         match (ok, fatal) {

@@ -202,21 +202,22 @@ impl Sealer {
     /// As [`Sealer::seal`]; `out` is left as it was.
     pub fn seal_into(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         let total = Self::sealed_len(frame.len()).ok_or(CryptoError)?;
-        let raw_len = frame.len() + TAG_LEN;
         let start = out.len();
-        out.resize(start.checked_add(total).ok_or(CryptoError)?, 0);
-        let record = &mut out[start..];
-        let ct_end = total - RECORD_TAIL.len();
-        record[..RECORD_HEAD.len()].copy_from_slice(RECORD_HEAD.as_bytes());
-        record[ct_end..].copy_from_slice(RECORD_TAIL.as_bytes());
-        let field = &mut record[RECORD_HEAD.len()..ct_end];
-        let raw_start = field.len() - raw_len;
-        let sealed = self.layer.seal_into(frame, &mut field[raw_start..]);
-        if sealed.is_err() || b64::encode_in_place(field, raw_start).is_err() {
-            out.truncate(start);
-            return Err(CryptoError);
+        out.reserve(total);
+        out.extend_from_slice(RECORD_HEAD.as_bytes());
+        let layer = &mut self.layer;
+        match b64::push_encoded_with(out, frame.len() + TAG_LEN, |raw| {
+            layer.seal_into(frame, raw)
+        }) {
+            Ok(()) => {
+                out.extend_from_slice(RECORD_TAIL.as_bytes());
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// The length of the record text [`Sealer::seal`] makes of a frame of `frame_len` bytes,
