@@ -19,6 +19,7 @@
 //! such as `-- seal_v1`).
 
 use std::{
+    future::IntoFuture as _,
     hint::black_box,
     sync::{
         Arc,
@@ -152,8 +153,7 @@ async fn room(n: usize, encrypted: bool) -> Room {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let router = server.router::<()>();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(server.serve(listener, server.router()).into_future());
     let received = Arc::new(AtomicU64::new(0));
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let done = Arc::new(Notify::new());

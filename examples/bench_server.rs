@@ -9,6 +9,8 @@
 //!   every message sealed).
 //! * `--subscription pattern|interest` picks the Redis subscription mode (default: the
 //!   library's default, interest).
+//! * Connections are served by `Server::serve`; `--axum` serves them through `axum::serve` and
+//!   `Server::router` instead.
 //!
 //! Prints `listening on http://ADDR` on stdout once it accepts connections, then serves until
 //! SIGTERM/SIGINT, when it prints its delivery counters (deliveries, backpressure drops, Redis
@@ -51,6 +53,9 @@ struct Args {
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
+    /// Serve through `axum::serve` and `Server::router` instead of `Server::serve`.
+    #[arg(long)]
+    axum: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -120,8 +125,13 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let served: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = if args.axum {
+        Box::pin(axum::serve(listener, server.router::<()>()).into_future())
+    } else {
+        server.serve(listener, server.router()).into_future()
+    };
     tokio::select! {
-        served = axum::serve(listener, server.router::<()>()).into_future() => served?,
+        served = served => served?,
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }

@@ -72,7 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("listening on http://{local}");
     }
     let handle = server.clone();
-    axum::serve(listener, app)
+    server
+        .serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
             handle.shutdown().await;

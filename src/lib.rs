@@ -49,7 +49,8 @@
 //!     .await?;
 //! let app = axum::Router::new().merge(server.router());
 //! let listener = sealcast::server::bind("127.0.0.1:8080".parse()?)?;
-//! axum::serve(listener, app).await?;
+//! // WebSocket handshakes at /ws are answered by the server; the rest goes to `app`.
+//! server.serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
 //!

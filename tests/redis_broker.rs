@@ -580,6 +580,64 @@ async fn redis_restart_publish_fails_fast_then_delivery_resumes_and_interest_is_
 }
 
 #[tokio::test]
+async fn own_id_patterns_stand_in_for_the_channels_under_the_prefix() {
+    let mut redis = RedisProcess::start().await;
+    let mut conn = plain(&redis.url()).await;
+    let mut a = instance(config(&redis, SubscriptionMode::Interest)).await;
+    assert!(a.sub.watch_own_ids("p1-"));
+    until("own-id patterns", || {
+        let mut conn = conn.clone();
+        async move { numpat(&mut conn).await == 2 }
+    })
+    .await;
+    // Channels under the prefix are never subscribed by name, and arrive once each.
+    a.sub.watch(&Channel::Client("p1-a".into()));
+    a.sub.watch(&Channel::Room("p1-a".into()));
+    a.sub.watch(&Channel::Room("other".into()));
+    until("ws:room:other", || {
+        let mut conn = conn.clone();
+        async move { numsub(&mut conn, "ws:room:other").await == 1 }
+    })
+    .await;
+    assert_eq!(channels(&mut conn).await, ["ws:broadcast", "ws:room:other"]);
+    let to = |kind: &str, target: &str, event: &str| {
+        format!(
+            r#"{{"serverId":"x","type":"{kind}","target":"{target}","event":"{event}","data":null}}"#
+        )
+    };
+    raw_publish(&mut conn, "ws:client:p1-a", &to("client", "p1-a", "direct")).await;
+    raw_publish(&mut conn, "ws:room:p1-a", &to("room", "p1-a", "own-room")).await;
+    raw_publish(&mut conn, "ws:room:p2-a", &to("room", "p2-a", "elsewhere")).await;
+    a.broker.publish(marker("A", "m1")).await.unwrap();
+    assert_eq!(a.next_event().await, "direct");
+    assert_eq!(a.next_event().await, "own-room");
+    assert_eq!(a.next_event().await, "m1");
+
+    // A new connection subscribes the patterns again.
+    redis.restart().await;
+    let mut conn = plain(&redis.url()).await;
+    until("patterns and channels after a restart", || {
+        let mut conn = conn.clone();
+        async move {
+            numpat(&mut conn).await == 2
+                && channels(&mut conn).await == ["ws:broadcast", "ws:room:other"]
+        }
+    })
+    .await;
+    raw_publish(&mut conn, "ws:client:p1-b", &to("client", "p1-b", "back")).await;
+    assert_eq!(a.next_event().await, "back");
+
+    // Pattern mode receives them already.
+    let b = instance(config(&redis, SubscriptionMode::Pattern)).await;
+    assert!(b.sub.watch_own_ids("p2-"));
+    until("the reference's three patterns beside a's two", || {
+        let mut conn = conn.clone();
+        async move { numpat(&mut conn).await == 5 }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn pattern_subscriptions_come_back_after_a_restart() {
     let mut redis = RedisProcess::start().await;
     let mut a = instance(config(&redis, SubscriptionMode::Pattern)).await;

@@ -85,6 +85,44 @@ async fn events(c: &mut WsClient) -> Vec<String> {
     got
 }
 
+/// What every client id of `server` starts with.
+fn prefix(server: &TestServer) -> String {
+    server.server.client_id_prefix().to_owned()
+}
+
+/// How many subscribers a publish on `channel` reaches (patterns included).
+async fn receivers(conn: &MultiplexedConnection, channel: &str) -> i64 {
+    let mut conn = conn.clone();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg("not an envelope")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits until each instance receives its own clients' channels through its two patterns
+/// (one receiver each for a client and an own-id room channel under its prefix).
+async fn own_patterns(conn: &MultiplexedConnection, servers: &[&TestServer]) {
+    let deadline = Instant::now() + WAIT;
+    for server in servers {
+        let prefix = prefix(server);
+        for channel in [format!("ws:client:{prefix}x"), format!("ws:room:{prefix}x")] {
+            while receivers(conn, &channel).await != 1 {
+                assert!(Instant::now() < deadline, "no pattern for {channel}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let mut conn = conn.clone();
+    let numpat: i64 = redis::cmd("PUBSUB")
+        .arg("NUMPAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(numpat, 2 * servers.len() as i64);
+}
+
 async fn join(server: &TestServer, c: &mut WsClient, room: &str) {
     c.join(&[room]).await;
     let id = c.id.clone().unwrap();
@@ -121,9 +159,9 @@ async fn two_instances_deliver_every_kind_exactly_once_with_excludes() {
             subscribers(&conn, "ws:room:team", 2).await;
             subscribers(&conn, "ws:user:alice", 2).await;
             subscribers(&conn, "ws:user:bob", 1).await;
-            subscribers(&conn, &format!("ws:room:{bob_id}"), 1).await;
-            subscribers(&conn, &format!("ws:client:{bob_id}"), 1).await;
             subscribers(&conn, "ws:user:carol", 1).await;
+            // bob's own channels come through instance two's patterns.
+            own_patterns(&conn, &[&one, &two]).await;
         }
 
         one.server
@@ -245,24 +283,36 @@ async fn interest_subscriptions_follow_joins_leaves_and_disconnects() {
     let conn = plain(&redis).await;
     let one = instance(&redis, SubscriptionMode::Interest).await;
     let two = instance(&redis, SubscriptionMode::Interest).await;
-    // No clients: each instance holds only the broadcast channel.
+    // No clients: each instance holds only the broadcast channel, and the two patterns of its
+    // clients' own channels.
     assert_eq!(channels(&conn).await, ["ws:broadcast"]);
     assert_eq!(numsub(&conn, "ws:broadcast").await, 2);
+    own_patterns(&conn, &[&one, &two]).await;
 
+    // A client's own-id room and client channel come through its instance's patterns: only
+    // the user and the rooms it joins are subscribed one by one.
     let mut dana = two.authed("dana").await;
     let dana_id = dana.id.clone().unwrap();
-    let mut expected = vec![
-        "ws:broadcast".to_owned(),
-        format!("ws:client:{dana_id}"),
-        format!("ws:room:{dana_id}"),
-        "ws:room:ws-default".to_owned(),
-        "ws:room:ws-notification".to_owned(),
-        "ws:user:dana".to_owned(),
+    assert!(dana_id.starts_with(&prefix(&two)));
+    let expected = [
+        "ws:broadcast",
+        "ws:room:ws-default",
+        "ws:room:ws-notification",
+        "ws:user:dana",
     ];
-    expected.sort();
     subscribers(&conn, "ws:user:dana", 1).await;
     subscribers(&conn, "ws:room:ws-notification", 1).await;
     assert_eq!(channels(&conn).await, expected);
+    let emitter = Emitter::connect(redis.url()).await.unwrap();
+    emitter
+        .to_client(&dana_id, "direct", &json!(0))
+        .await
+        .unwrap();
+    one.server
+        .send_to_room_everywhere(&dana_id, "own-room", &json!(0), &[])
+        .await
+        .unwrap();
+    assert_eq!(events(&mut dana).await, ["direct", "own-room"]);
 
     // Room "x" exists only on instance two while dana is in it.
     join(&two, &mut dana, "x").await;
@@ -292,8 +342,6 @@ async fn interest_subscriptions_follow_joins_leaves_and_disconnects() {
 
     dana.close().await;
     subscribers(&conn, "ws:user:dana", 0).await;
-    subscribers(&conn, &format!("ws:client:{dana_id}"), 0).await;
-    subscribers(&conn, &format!("ws:room:{dana_id}"), 0).await;
     subscribers(&conn, "ws:room:ws-default", 1).await;
     erin.close().await;
     let deadline = Instant::now() + WAIT;
@@ -305,4 +353,65 @@ async fn interest_subscriptions_follow_joins_leaves_and_disconnects() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A room named after a client id (the application can put anyone in it) is received through
+/// the owner's instance pattern there and through an exact subscription elsewhere: every
+/// member gets every message once.
+#[tokio::test]
+async fn a_room_named_after_a_client_id_reaches_each_member_once() {
+    let redis = RedisProcess::start().await;
+    let conn = plain(&redis).await;
+    let one = instance(&redis, SubscriptionMode::Interest).await;
+    let two = instance(&redis, SubscriptionMode::Interest).await;
+    own_patterns(&conn, &[&one, &two]).await;
+    let mut ann = one.authed("ann").await;
+    let room = ann.id.clone().unwrap();
+    let mut bea = one.authed("bea").await;
+    let mut cy = two.authed("cy").await;
+    one.server
+        .join_room(bea.id.as_deref().unwrap(), &room)
+        .unwrap();
+    two.server
+        .join_room(cy.id.as_deref().unwrap(), &room)
+        .unwrap();
+    // Only the instance outside the prefix subscribes the room by name.
+    subscribers(&conn, &format!("ws:room:{room}"), 1).await;
+    one.server
+        .send_to_room_everywhere(&room, "from-one", &json!(1), &[])
+        .await
+        .unwrap();
+    two.server
+        .send_to_room_everywhere(&room, "from-two", &json!(2), &[])
+        .await
+        .unwrap();
+    let emitter = Emitter::connect(redis.url()).await.unwrap();
+    emitter
+        .to_room(&room, "from-emitter", &json!(3), &[])
+        .await
+        .unwrap();
+    for c in [&mut ann, &mut bea, &mut cy] {
+        assert_eq!(
+            events(c).await,
+            ["from-emitter", "from-one", "from-two"],
+            "{:?}",
+            c.id
+        );
+    }
+    // A name under instance one's prefix that no client of it holds: joined there, it is
+    // still not subscribed by name (the pattern delivers it), so it arrives once.
+    let unowned = format!("{}8000-000000000000", prefix(&one));
+    one.server
+        .join_room(bea.id.as_deref().unwrap(), &unowned)
+        .unwrap();
+    two.server
+        .join_room(cy.id.as_deref().unwrap(), &unowned)
+        .unwrap();
+    subscribers(&conn, &format!("ws:room:{unowned}"), 1).await;
+    two.server
+        .send_to_room_everywhere(&unowned, "unowned", &json!(4), &[])
+        .await
+        .unwrap();
+    assert_eq!(events(&mut bea).await, ["unowned"]);
+    assert_eq!(events(&mut cy).await, ["unowned"]);
 }

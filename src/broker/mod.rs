@@ -89,6 +89,16 @@ pub trait Subscription: Send + Sync {
     fn unwatch(&self, channel: &Channel) {
         let _ = channel;
     }
+    /// Every client id this instance assigns starts with `prefix`. A subscription that can
+    /// receive every `ws:client:{id}` and `ws:room:{id}` channel under it at once (one pattern
+    /// each, say) does so and returns true: the hub then does not watch a client's own
+    /// channels one by one, and the subscription must itself ignore watches of channels the
+    /// prefix covers (a room named after a client id), so nothing arrives twice. Defaults to
+    /// false: every channel is watched on its own.
+    fn watch_own_ids(&self, prefix: &str) -> bool {
+        let _ = prefix;
+        false
+    }
     /// Stops delivering into the inbox.
     fn close(&self);
 }

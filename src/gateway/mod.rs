@@ -31,6 +31,7 @@ pub mod prometheus;
 pub mod webhook;
 
 use std::{
+    future::IntoFuture as _,
     io::Write as _,
     net::SocketAddr,
     path::PathBuf,
@@ -333,13 +334,12 @@ async fn run(config: Config, prepared: Prepared) -> Result<(), GatewayError> {
     announce(local, &config, &server, signing_public.as_deref());
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let serving = server
+        .serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
+    let http = tokio::spawn(serving.into_future());
 
     let signal = signals.recv().await;
     tracing::info!(%signal, "shutting down: refusing new connections, closing clients with 1001");

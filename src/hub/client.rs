@@ -20,6 +20,60 @@ use super::Sealer;
 /// A client id: a UUID string assigned at upgrade. Cheap to clone.
 pub type ClientId = Arc<str>;
 
+/// Assigns client ids: version-4 UUIDs whose first eight bytes are this server's (random,
+/// drawn once) and whose last eight are random per client (62 bits, the variant's two aside).
+/// Every client of one instance thus shares a prefix, and a broker can receive the direct
+/// channels of all of them through one pattern instead of two subscriptions per connection
+/// ([`Subscription::watch_own_ids`](crate::broker::Subscription::watch_own_ids)).
+pub(crate) struct ClientIds {
+    prefix: [u8; 8],
+    /// The prefix as it starts every id's text: `xxxxxxxx-xxxx-4xxx-`.
+    text: Box<str>,
+}
+
+/// Characters of [`ClientIds`]' prefix in an id's text.
+const PREFIX_CHARS: usize = 19;
+
+impl ClientIds {
+    pub(crate) fn new() -> Self {
+        let mut prefix = [0; 8];
+        // A v4 UUID's first eight bytes: random, with the version nibble.
+        prefix.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+        let mut buf = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::from_bytes(Self::join(prefix, [0; 8]))
+            .hyphenated()
+            .encode_lower(&mut buf)[..PREFIX_CHARS]
+            .into();
+        Self { prefix, text }
+    }
+
+    fn join(prefix: [u8; 8], tail: [u8; 8]) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&prefix);
+        bytes[8..].copy_from_slice(&tail);
+        bytes
+    }
+
+    /// What every id starts with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.text
+    }
+
+    /// A fresh id (one allocation).
+    pub(crate) fn assign(&self) -> ClientId {
+        // The last eight bytes of a v4 UUID: random, with the variant bits.
+        let fresh = uuid::Uuid::new_v4();
+        let mut tail = [0; 8];
+        tail.copy_from_slice(&fresh.as_bytes()[8..]);
+        let mut buf = uuid::Uuid::encode_buffer();
+        Arc::from(
+            &*uuid::Uuid::from_bytes(Self::join(self.prefix, tail))
+                .hyphenated()
+                .encode_lower(&mut buf),
+        )
+    }
+}
+
 /// Who a client authenticated as.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Identity {
@@ -158,5 +212,29 @@ impl ClientInfo {
             metadata: client.identity.get().and_then(|i| i.metadata.clone()),
             dropped_frames: client.outbox.dropped(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_v4_uuids_sharing_the_instance_prefix() {
+        let ids = ClientIds::new();
+        let other = ClientIds::new();
+        assert_eq!(ids.prefix().len(), PREFIX_CHARS);
+        assert_ne!(ids.prefix(), other.prefix());
+        let a = ids.assign();
+        let b = ids.assign();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert!(id.starts_with(ids.prefix()), "{id}");
+            let uuid = uuid::Uuid::try_parse(id).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(uuid.hyphenated().to_string(), **id);
+        }
+        assert!(!other.assign().starts_with(ids.prefix()));
     }
 }

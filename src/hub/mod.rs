@@ -17,7 +17,7 @@ use std::{
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-pub(crate) use client::Client;
+pub(crate) use client::{Client, ClientIds};
 pub use client::{ClientId, ClientInfo, Identity};
 
 use crate::{
@@ -219,13 +219,20 @@ impl PartialEq for Member {
 
 impl Eq for Member {}
 
+/// The hasher of the tables keyed by client id.
+///
+/// SECURITY: client ids are drawn at random by this server ([`ClientIds`]), so no peer chooses
+/// the keys of these tables and a fast hash is safe; the tables keyed by names peers choose
+/// (rooms, users) keep std's SipHash with its random keys.
+type ById = foldhash::fast::RandomState;
+
 #[derive(Default)]
 struct Index {
-    clients: HashMap<ClientId, Entry>,
+    clients: HashMap<ClientId, Entry, ById>,
     /// A user's sessions on this instance (usually one, kept inline).
     users: HashMap<Box<str>, SmallVec<[Arc<Client>; 1]>>,
     /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
-    rooms: HashMap<RoomName, HashSet<Member>>,
+    rooms: HashMap<RoomName, HashSet<Member, ById>>,
     /// Clients in their own-id room.
     own_rooms: usize,
 }
@@ -257,10 +264,20 @@ impl Clock {
     }
 }
 
+/// The broker's subscription, and whether it receives this instance's own-id channels itself.
+struct Watching {
+    subscription: Box<dyn Subscription>,
+    /// [`Subscription::watch_own_ids`] took the id prefix: a client's own-id room and client
+    /// channel are not watched one by one.
+    own_ids: bool,
+}
+
 /// The indexes and the fan-out.
 pub(crate) struct Hub {
     index: RwLock<Index>,
-    subscription: OnceLock<Box<dyn Subscription>>,
+    watching: OnceLock<Watching>,
+    /// Where client ids come from (one prefix per instance).
+    pub(crate) ids: ClientIds,
     pub(crate) clock: Clock,
     max_rooms_per_client: usize,
     pub(crate) counters: Arc<Counters>,
@@ -270,7 +287,8 @@ impl Hub {
     pub(crate) fn new(max_rooms_per_client: usize) -> Self {
         Self {
             index: RwLock::new(Index::default()),
-            subscription: OnceLock::new(),
+            watching: OnceLock::new(),
+            ids: ClientIds::new(),
             clock: Clock(Instant::now()),
             max_rooms_per_client,
             counters: Arc::default(),
@@ -278,11 +296,15 @@ impl Hub {
     }
 
     pub(crate) fn set_subscription(&self, subscription: Box<dyn Subscription>) {
-        let _ = self.subscription.set(subscription);
+        let own_ids = subscription.watch_own_ids(self.ids.prefix());
+        let _ = self.watching.set(Watching {
+            subscription,
+            own_ids,
+        });
     }
 
     pub(crate) fn subscription(&self) -> Option<&dyn Subscription> {
-        self.subscription.get().map(|s| &**s)
+        self.watching.get().map(|w| &*w.subscription)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Index> {
@@ -307,17 +329,27 @@ impl Hub {
         }
     }
 
-    /// Tracks a new, unauthorized connection.
-    pub(crate) fn insert(&self, client: Arc<Client>) {
+    /// Whether a client's own-id room and client channel need watching one by one: not when
+    /// the subscription receives every channel of this instance's ids itself.
+    fn watches_own_ids(&self) -> bool {
+        self.watching.get().is_some_and(|w| !w.own_ids)
+    }
+
+    /// Tracks a new, unauthorized connection. False, and nothing changed, if its id is taken
+    /// (ids carry 62 random bits: the caller draws another).
+    pub(crate) fn insert(&self, client: Arc<Client>) -> bool {
         let mut index = self.write();
-        index.clients.insert(
-            client.id.clone(),
-            Entry {
-                client,
-                rooms: SmallVec::new(),
-                own_room: false,
-            },
-        );
+        match index.clients.entry(client.id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Entry {
+                    client,
+                    rooms: SmallVec::new(),
+                    own_room: false,
+                });
+                true
+            }
+        }
     }
 
     /// Marks a client authenticated: indexes its user, joins its own-id room and `rooms`.
@@ -337,10 +369,11 @@ impl Hub {
         let _ = client.identity.set(identity);
         client.set_state(ClientState::Authenticated);
         // The own-id room first, then the defaults.
+        let own_ids = self.watches_own_ids();
         if !entry.own_room {
             entry.own_room = true;
             index.own_rooms += 1;
-            if !index.rooms.contains_key(&*client.id) {
+            if own_ids && !index.rooms.contains_key(&*client.id) {
                 self.watch(Channel::Room(client.id.to_string()));
             }
         }
@@ -353,7 +386,9 @@ impl Hub {
                 sessions.push(client.clone());
             }
         }
-        self.watch(Channel::Client(client.id.to_string()));
+        if own_ids {
+            self.watch(Channel::Client(client.id.to_string()));
+        }
         for room in rooms.iter().cloned() {
             if let Err(e) = self.join_locked(index, &client.id, room) {
                 tracing::warn!(client = %client.id, error = %e, "default room not joined");
@@ -454,9 +489,10 @@ impl Hub {
         for room in &entry.rooms {
             self.drop_member(&mut index, room.as_str(), id);
         }
+        let own_ids = self.watches_own_ids();
         if entry.own_room {
             index.own_rooms -= 1;
-            if !index.rooms.contains_key(id) {
+            if own_ids && !index.rooms.contains_key(id) {
                 self.unwatch(Channel::Room(id.to_owned()));
             }
         }
@@ -469,7 +505,7 @@ impl Hub {
                 self.unwatch(Channel::User(user.to_owned()));
             }
         }
-        if entry.client.is_authenticated() || entry.client.identity.get().is_some() {
+        if own_ids && (entry.client.is_authenticated() || entry.client.identity.get().is_some()) {
             self.unwatch(Channel::Client(id.to_owned()));
         }
         Some(entry.client)
@@ -728,22 +764,38 @@ mod tests {
     use super::*;
     use crate::session::Outbox;
 
-    /// Records every watch (`+name`) and unwatch (`-name`).
+    /// Records every watch (`+name`) and unwatch (`-name`); with `own_ids`, it takes the id
+    /// prefix (records `*prefix`) as a broker with patterns does.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<String>>>);
+    struct Recorder {
+        log: Arc<Mutex<Vec<String>>>,
+        own_ids: bool,
+    }
 
     impl Recorder {
         fn take(&self) -> Vec<String> {
-            std::mem::take(&mut *self.0.lock().unwrap())
+            std::mem::take(&mut *self.log.lock().unwrap())
         }
     }
 
     impl Subscription for Recorder {
         fn watch(&self, channel: &Channel) {
-            self.0.lock().unwrap().push(format!("+{}", channel.name()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("+{}", channel.name()));
         }
         fn unwatch(&self, channel: &Channel) {
-            self.0.lock().unwrap().push(format!("-{}", channel.name()));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("-{}", channel.name()));
+        }
+        fn watch_own_ids(&self, prefix: &str) -> bool {
+            if self.own_ids {
+                self.log.lock().unwrap().push(format!("*{prefix}"));
+            }
+            self.own_ids
         }
         fn close(&self) {}
     }
@@ -757,7 +809,7 @@ mod tests {
 
     fn client(hub: &Hub, id: &str) -> Arc<Client> {
         let client = Arc::new(Client::new(id.into(), Outbox::new(1 << 20, false), 0));
-        hub.insert(client.clone());
+        assert!(hub.insert(client.clone()));
         client
     }
 
@@ -830,6 +882,35 @@ mod tests {
         );
         hub.remove("b");
         assert!(recorder.take().contains(&format!("-ws:room:{id}")));
+    }
+
+    /// A subscription that takes the id prefix is not asked to watch a client's own-id room
+    /// and client channel; the user and the rooms joined are watched as ever.
+    #[test]
+    fn own_channels_are_left_to_a_subscription_that_takes_the_id_prefix() {
+        let hub = Hub::new(8);
+        let recorder = Recorder {
+            own_ids: true,
+            ..Recorder::default()
+        };
+        hub.set_subscription(Box::new(recorder.clone()));
+        assert_eq!(recorder.take(), [format!("*{}", hub.ids.prefix())]);
+        let id = hub.ids.assign();
+        let a = client(&hub, &id);
+        assert!(hub.authenticate(&a, Identity::user("u"), &[room("lobby")]));
+        assert_eq!(recorder.take(), ["+ws:user:u", "+ws:room:lobby"]);
+        assert_eq!(hub.to_room(&id, &message(), &[], &mut Cork::default()), 1);
+        hub.remove(&id);
+        assert_eq!(recorder.take(), ["-ws:room:lobby", "-ws:user:u"]);
+    }
+
+    #[test]
+    fn a_taken_id_is_not_tracked_twice() {
+        let (hub, _) = hub();
+        let first = client(&hub, "same");
+        let second = Arc::new(Client::new("same".into(), Outbox::new(1 << 20, false), 0));
+        assert!(!hub.insert(second.clone()));
+        assert!(Arc::ptr_eq(&hub.client("same").unwrap(), &first));
     }
 
     #[test]

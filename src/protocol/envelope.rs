@@ -119,7 +119,15 @@ impl Envelope {
     /// Whether this envelope may arrive on `channel` (an envelope whose type or target
     /// disagrees with its channel is dropped).
     pub fn matches_channel(&self, channel: &str) -> bool {
-        self.channel().name() == channel
+        // `channel().name() == channel`, without building either.
+        let target = self.target.as_deref().unwrap_or_default();
+        let (prefix, rest) = match self.kind {
+            MessageType::Broadcast => (Channel::BROADCAST, ""),
+            MessageType::Room => (Channel::ROOM_PREFIX, target),
+            MessageType::Client => (Channel::CLIENT_PREFIX, target),
+            MessageType::User => (Channel::USER_PREFIX, target),
+        };
+        channel.strip_prefix(prefix) == Some(rest)
     }
 
     /// The payload, JSON `null` when absent.
@@ -165,11 +173,17 @@ impl Channel {
 
     /// The channel's name on the bus.
     pub fn name(&self) -> String {
+        let (prefix, rest) = self.parts();
+        [prefix, rest].concat()
+    }
+
+    /// The name's fixed prefix and the rest (the room, client or user id).
+    fn parts(&self) -> (&'static str, &str) {
         match self {
-            Self::Broadcast => Self::BROADCAST.to_owned(),
-            Self::Room(room) => format!("{}{room}", Self::ROOM_PREFIX),
-            Self::Client(id) => format!("{}{id}", Self::CLIENT_PREFIX),
-            Self::User(id) => format!("{}{id}", Self::USER_PREFIX),
+            Self::Broadcast => (Self::BROADCAST, ""),
+            Self::Room(room) => (Self::ROOM_PREFIX, room),
+            Self::Client(id) => (Self::CLIENT_PREFIX, id),
+            Self::User(id) => (Self::USER_PREFIX, id),
         }
     }
 

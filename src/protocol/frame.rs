@@ -166,19 +166,26 @@ pub fn encode_frame(event: &str, data: &RawValue) -> String {
 
 /// Encodes a system event whose payload is a serializable value.
 pub fn encode_system<T: Serialize + ?Sized>(event: SystemEvent, data: &T) -> String {
-    match serde_json::to_string(data) {
-        Ok(json) => {
-            let mut out = String::with_capacity(json.len() + 32);
-            out.push_str("{\"event\":\"");
-            out.push_str(event.as_str());
-            out.push_str("\",\"data\":");
-            out.push_str(&json);
-            out.push('}');
-            out
-        }
+    let mut out = Vec::with_capacity(64);
+    encode_system_into(event, data, &mut out);
+    // Only UTF-8 was written: JSON text.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`encode_system`]'s text to `out` (the caller's buffer: no allocation of its own).
+pub fn encode_system_into<T: Serialize + ?Sized>(event: SystemEvent, data: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(b"{\"event\":\"");
+    out.extend_from_slice(event.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"data\":");
+    let at = out.len();
+    if serde_json::to_writer(&mut *out, data).is_err() {
         // Serializing our own payload types cannot fail; keep the frame well-formed regardless.
-        Err(_) => format!("{{\"event\":\"{}\",\"data\":null}}", event.as_str()),
+        out.truncate(at);
+        out.extend_from_slice(b"null");
     }
+    out.push(b'}');
+    debug_assert!(std::str::from_utf8(&out[start..]).is_ok());
 }
 
 fn push_json_string(out: &mut String, s: &str) {

@@ -16,7 +16,8 @@ pub use close::{CloseCode, ErrorMessage};
 pub use envelope::{Channel, EMITTER_SERVER_ID, Envelope, EnvelopeError, MessageType};
 pub use event::SystemEvent;
 pub use frame::{
-    FrameError, InboundFrame, encode_frame, encode_system, json_depth_within, null_raw,
+    FrameError, InboundFrame, encode_frame, encode_system, encode_system_into, json_depth_within,
+    null_raw,
 };
 pub use limits::Limits;
 pub use room::{MAX_ROOM_NAME_CHARS, RESERVED_PREFIX, RoomName, RoomNameError};

@@ -16,7 +16,7 @@ use tokio_tungstenite::{
     tungstenite::{handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig},
 };
 
-use crate::session::Socket;
+use crate::session::{Socket, Transport};
 
 /// A WebSocket opening handshake, ready to be accepted: take it as a handler argument and pass
 /// it to [`Server::upgrade`](super::Server::upgrade).
@@ -25,7 +25,8 @@ use crate::session::Socket;
 /// is an HTTP/1.1 `GET` with `Connection: upgrade`, `Upgrade: websocket`,
 /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`, on a connection that can upgrade.
 pub struct Upgrade {
-    key: HeaderValue,
+    /// The `Sec-WebSocket-Accept` value the 101 carries.
+    accept: HeaderValue,
     on_upgrade: hyper::upgrade::OnUpgrade,
 }
 
@@ -79,14 +80,67 @@ impl IntoResponse for UpgradeRejection {
     }
 }
 
-/// Whether a comma-separated header lists `token` (case-insensitively).
-fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// Where the handshake checks find a request's headers: hyper's parsed [`HeaderMap`], or the
+/// raw headers [`Server::serve`](super::Server::serve) parsed itself.
+pub(super) trait Headers {
+    /// Every value of the header `name`, in order.
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]>;
+
+    /// The first value of `name`.
+    fn first_value<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    /// Whether the comma-separated header `name` lists `token` (case-insensitively).
+    fn lists(&self, name: &HeaderName, token: &str) -> bool {
+        self.values(name).any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+}
+
+impl Headers for HeaderMap {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).iter().map(HeaderValue::as_bytes)
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        // `HeaderName`s are lowercase; names on the wire may be in any case.
+        self.iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+            .map(|h| h.value)
+    }
+}
+
+/// The opening handshake's checks (RFC 6455 §4.2.1), shared by both ways in: the client's
+/// `Sec-WebSocket-Key` when the request is an upgrade sealcast accepts.
+pub(super) fn check<H: Headers + ?Sized>(
+    is_get: bool,
+    is_http11: bool,
+    headers: &H,
+) -> Result<&[u8], UpgradeRejection> {
+    if !is_http11 {
+        return Err(UpgradeRejection::NotHttp11);
+    }
+    if !is_get {
+        return Err(UpgradeRejection::MethodNotGet);
+    }
+    if !headers.lists(&header::CONNECTION, "upgrade") {
+        return Err(UpgradeRejection::ConnectionHeader);
+    }
+    if !headers.lists(&header::UPGRADE, "websocket") {
+        return Err(UpgradeRejection::UpgradeHeader);
+    }
+    if headers.first_value(&header::SEC_WEBSOCKET_VERSION) != Some(b"13") {
+        return Err(UpgradeRejection::VersionHeader);
+    }
+    headers
+        .first_value(&header::SEC_WEBSOCKET_KEY)
+        .ok_or(UpgradeRejection::KeyMissing)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
@@ -96,37 +150,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         parts: &mut request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        if parts.version != Version::HTTP_11 {
-            return Err(UpgradeRejection::NotHttp11);
-        }
-        if parts.method != Method::GET {
-            return Err(UpgradeRejection::MethodNotGet);
-        }
-        if !lists(&parts.headers, header::CONNECTION, "upgrade") {
-            return Err(UpgradeRejection::ConnectionHeader);
-        }
-        if !lists(&parts.headers, header::UPGRADE, "websocket") {
-            return Err(UpgradeRejection::UpgradeHeader);
-        }
-        if parts
-            .headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .map(HeaderValue::as_bytes)
-            != Some(b"13")
-        {
-            return Err(UpgradeRejection::VersionHeader);
-        }
-        let key = parts
-            .headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .ok_or(UpgradeRejection::KeyMissing)?
-            .clone();
+        let key = check(
+            parts.method == Method::GET,
+            parts.version == Version::HTTP_11,
+            &parts.headers,
+        )?;
+        let accept = accept_value(key);
         let on_upgrade = parts
             .extensions
             .remove::<hyper::upgrade::OnUpgrade>()
             .ok_or(UpgradeRejection::NotUpgradable)?;
-        Ok(Self { key, on_upgrade })
+        Ok(Self { accept, on_upgrade })
     }
+}
+
+/// `Sec-WebSocket-Accept` for a client's key (base64 of a SHA-1: always a valid header value).
+pub(super) fn accept_value(key: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&derive_accept_key(key)).unwrap_or(HeaderValue::from_static(""))
 }
 
 impl Upgrade {
@@ -138,7 +178,6 @@ impl Upgrade {
         F: FnOnce(Box<Socket>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let accept = derive_accept_key(self.key.as_bytes());
         // One pointer captured: the task keeps what it captures for as long as it lives.
         let setup = Box::new((self.on_upgrade, config, serve));
         tokio::spawn(async move {
@@ -153,9 +192,7 @@ impl Upgrade {
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Ok(value) = HeaderValue::from_str(&accept) {
-            headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
-        }
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept);
         response
     }
 }
@@ -167,8 +204,12 @@ async fn open(
 ) -> Option<Box<Socket>> {
     match on_upgrade.await {
         Ok(upgraded) => Some(Box::new(
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await,
+            WebSocketStream::from_raw_socket(
+                Transport::Upgraded(TokioIo::new(upgraded)),
+                Role::Server,
+                Some(config),
+            )
+            .await,
         )),
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket upgrade failed");
@@ -188,9 +229,77 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
-        assert!(lists(&headers, header::CONNECTION, "upgrade"));
-        assert!(!lists(&headers, header::CONNECTION, "close"));
-        assert!(!lists(&headers, header::UPGRADE, "websocket"));
+        assert!(headers.lists(&header::CONNECTION, "upgrade"));
+        assert!(!headers.lists(&header::CONNECTION, "close"));
+        assert!(!headers.lists(&header::UPGRADE, "websocket"));
+    }
+
+    /// Raw headers (as `Server::serve` parses them) pass and fail the checks exactly as
+    /// hyper's `HeaderMap` does.
+    #[test]
+    fn raw_and_parsed_headers_get_the_same_verdicts() {
+        let good: &[(&str, &str)] = &[
+            ("Host", "example"),
+            ("connection", "keep-alive, Upgrade"),
+            ("UPGRADE", "WebSocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Result<&'a [u8], UpgradeRejection>);
+        let cases: Vec<Case<'_>> = vec![
+            (good.to_vec(), Ok(b"dGhlIHNhbXBsZSBub25jZQ==")),
+            (good[..4].to_vec(), Err(UpgradeRejection::KeyMissing)),
+            (
+                [&good[..3], &[("Sec-WebSocket-Version", "8")], &good[4..]].concat(),
+                Err(UpgradeRejection::VersionHeader),
+            ),
+            (
+                [&good[..2], &good[3..]].concat(),
+                Err(UpgradeRejection::UpgradeHeader),
+            ),
+            (
+                [&good[..1], &[("Connection", "close")], &good[2..]].concat(),
+                Err(UpgradeRejection::ConnectionHeader),
+            ),
+        ];
+        for (list, verdict) in cases {
+            let raw = raw_headers(&list);
+            let mut map = HeaderMap::new();
+            for (name, value) in &list {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            assert_eq!(check(true, true, raw.as_slice()), verdict, "{list:?}");
+            assert_eq!(check(true, true, &map), verdict, "{list:?}");
+        }
+        assert_eq!(
+            check(false, true, raw_headers(good).as_slice()),
+            Err(UpgradeRejection::MethodNotGet)
+        );
+        assert_eq!(
+            check(true, false, raw_headers(good).as_slice()),
+            Err(UpgradeRejection::NotHttp11)
+        );
+    }
+
+    fn raw_headers<'a>(list: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
+        list.iter()
+            .map(|(name, value)| httparse::Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect()
+    }
+
+    /// RFC 6455 §1.3's example key and accept value.
+    #[test]
+    fn the_accept_value_is_the_rfc_example() {
+        assert_eq!(
+            accept_value(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -8,8 +8,12 @@ mod outbox;
 mod rate;
 pub(crate) mod state;
 mod task;
+mod transport;
 pub(crate) mod wire;
 
 pub(crate) use outbox::{Outbox, Push, Queued, sealed_cost};
 pub use state::ClientState;
+#[cfg(test)]
+pub(crate) use task::run_future_size;
 pub(crate) use task::{Socket, run};
+pub(crate) use transport::Transport;

@@ -11,7 +11,6 @@ use std::{
 };
 
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::{io::AsyncWriteExt as _, time::Instant};
@@ -33,7 +32,7 @@ use super::{
 use crate::{
     crypto::v2,
     hub::{Client, Hub, Identity, Outgoing, Sealer},
-    protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system},
+    protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system_into},
     server::{
         Shared, TransportOptions,
         encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
@@ -57,7 +56,7 @@ thread_local! {
 
 /// The upgraded connection: the WebSocket codec reads frames, answers pings and does the
 /// closing handshake; outbound data frames are written to its stream directly (`wire`).
-pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type Socket = WebSocketStream<super::Transport>;
 
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 
@@ -224,17 +223,20 @@ impl Connection {
     fn open(shared: Arc<Shared>, socket: Box<Socket>) -> Box<Self> {
         shared.sessions.fetch_add(1, Ordering::AcqRel);
         Counters::add(&shared.hub.counters.connections_opened, 1);
-        let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let transport = &shared.options.transport;
-        let client = Arc::new(Client::new(
-            id,
-            Outbox::new(
-                transport.backpressure_limit,
-                transport.close_on_backpressure_limit,
-            ),
-            shared.hub.clock.now_ms(),
-        ));
-        shared.hub.insert(client.clone());
+        let client = loop {
+            let client = Arc::new(Client::new(
+                shared.hub.ids.assign(),
+                Outbox::new(
+                    transport.backpressure_limit,
+                    transport.close_on_backpressure_limit,
+                ),
+                shared.hub.clock.now_ms(),
+            ));
+            if shared.hub.insert(client.clone()) {
+                break client;
+            }
+        };
         if shared.shutting_down.load(Ordering::Acquire) {
             client.outbox.close(CloseCode::GoingAway);
         }
@@ -638,7 +640,7 @@ impl Connection {
         let connected = ConnectedData {
             id: &self.client.id,
             user_id: user_id.as_deref(),
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            time: humantime::format_rfc3339_millis(SystemTime::now()),
             server_public_key: server_public_key.as_deref(),
             salt: salt.as_deref(),
         };
@@ -655,10 +657,10 @@ impl Connection {
             // v1 and plaintext: `connected` goes out in plaintext (it carries what the client
             // needs to derive its key), before the client joins any room, so nothing sealed
             // precedes it.
-            let frame = encode_system(SystemEvent::Connected, &connected);
-            self.client
-                .outbox
-                .push(Queued::Own(wire::text_frame(&frame)));
+            let frame = wire::text_frame_with(CONNECTED_FRAME, |out| {
+                encode_system_into(SystemEvent::Connected, &connected, out);
+            });
+            self.client.outbox.push(Queued::Own(frame));
         }
         if !self
             .shared
@@ -719,25 +721,33 @@ impl Connection {
     /// the request names more rooms than allowed. Non-string and invalid names are dropped.
     fn parse_rooms(&self, data: Option<&RawValue>) -> Option<Vec<RoomName>> {
         #[derive(Deserialize)]
-        struct Rooms {
-            rooms: Vec<serde_json::Value>,
+        struct Rooms<'a> {
+            /// Each entry as sent: only strings are names, and no tree is built for the rest.
+            #[serde(borrow)]
+            rooms: Vec<&'a RawValue>,
         }
-        let rooms: Rooms = serde_json::from_str(data?.get()).ok()?;
+        let rooms: Rooms<'_> = serde_json::from_str(data?.get()).ok()?;
         if rooms.rooms.len() > self.shared.options.limits.max_rooms_per_request {
             return None;
         }
-        let mut seen = HashSet::new();
-        Some(
-            rooms
-                .rooms
-                .into_iter()
-                .filter_map(|v| match v {
-                    serde_json::Value::String(s) => RoomName::new(&s).ok(),
-                    _ => None,
-                })
-                .filter(|r| seen.insert(r.clone()))
-                .collect(),
-        )
+        let mut names: Vec<RoomName> = Vec::with_capacity(rooms.rooms.len());
+        for raw in rooms.rooms {
+            // A string without escapes is read in place; anything but a string is dropped.
+            let name = match serde_json::from_str::<&str>(raw.get()) {
+                Ok(name) => RoomName::new(name),
+                Err(_) => match serde_json::from_str::<String>(raw.get()) {
+                    Ok(name) => RoomName::new(&name),
+                    Err(_) => continue,
+                },
+            };
+            // At most `max_rooms_per_request` names: a linear check is cheaper than a set.
+            if let Ok(name) = name
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        Some(names)
     }
 
     async fn join(&mut self, data: Option<Box<RawValue>>) {
@@ -771,8 +781,15 @@ impl Connection {
                 return;
             }
         };
-        let allowed: HashSet<&str> = allowed.iter().map(String::as_str).collect();
-        for room in rooms.into_iter().filter(|r| allowed.contains(r.as_str())) {
+        // The validator answers with a few of the requested names, usually: a linear search,
+        // unless it returned many.
+        let many: Option<HashSet<&str>> =
+            (allowed.len() > LINEAR_LOOKUP).then(|| allowed.iter().map(String::as_str).collect());
+        let is_allowed = |room: &str| match &many {
+            Some(set) => set.contains(room),
+            None => allowed.iter().any(|a| a == room),
+        };
+        for room in rooms.into_iter().filter(|r| is_allowed(r.as_str())) {
             if let Err(e) = self.shared.hub.join(&id, room) {
                 tracing::debug!(client = %id, error = %e, "join refused");
                 break;
@@ -816,12 +833,28 @@ struct ConnectedData<'a> {
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_id: Option<&'a str>,
-    time: String,
+    /// Written straight into the frame (no string of its own).
+    #[serde(serialize_with = "serialize_display")]
+    time: humantime::Rfc3339Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_public_key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     salt: Option<&'a str>,
 }
+
+/// Serializes a value as the JSON string of its `Display` form.
+fn serialize_display<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Lists up to this long are searched linearly rather than hashed.
+const LINEAR_LOOKUP: usize = 16;
+
+/// Bytes reserved for the `connected` frame: the id, the time, and a key with its salt.
+const CONNECTED_FRAME: usize = 256;
 
 #[derive(serde::Serialize)]
 struct ErrorData<'a> {
@@ -836,20 +869,24 @@ async fn authenticate(
     data: Box<RawValue>,
     v2: bool,
 ) -> AuthOutcome {
-    let request = AuthRequest {
-        client_id: client_id.clone(),
-        data: data.clone(),
+    let required = shared.options.require_encryption;
+    // Encrypted since the handshake (v2; a `publicKey` in the payload is ignored), or in
+    // plaintext on a server without encryption: the hook may have the request itself.
+    let settled = v2 || (!required && !shared.encryption.is_available());
+    let (request, kept) = if settled {
+        (AuthRequest { client_id, data }, None)
+    } else {
+        let request = AuthRequest {
+            client_id: client_id.clone(),
+            data: data.clone(),
+        };
+        (request, Some((client_id, data)))
     };
     match call("authenticate", &shared.hooks.authenticate, request).await {
         Ok(Some(identity)) => {
-            if v2 {
-                // Encrypted since the handshake; a `publicKey` in the payload is ignored.
+            let Some((client_id, data)) = kept else {
                 return AuthOutcome::Accepted(identity, None);
-            }
-            let required = shared.options.require_encryption;
-            if !required && !shared.encryption.is_available() {
-                return AuthOutcome::Accepted(identity, None);
-            }
+            };
             let user_id = identity.user_id.as_deref();
             match shared
                 .encryption
@@ -1300,11 +1337,17 @@ async fn transform(
         None => false,
     }
 }
+/// The size of [`run`]'s future (what every connection's task keeps).
+#[cfg(test)]
+pub(crate) fn run_future_size() -> usize {
+    tests::future_size(run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn future_size<A, B, F: Future, G: Fn(A, B) -> F>(_: G) -> usize {
+    pub(super) fn future_size<A, B, F: Future, G: Fn(A, B) -> F>(_: G) -> usize {
         size_of::<F>()
     }
 

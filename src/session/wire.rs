@@ -14,14 +14,20 @@ use tokio_tungstenite::tungstenite::protocol::frame::{
 /// The longest header of an unmasked server frame: 2 bytes plus a 64-bit length.
 pub(crate) const MAX_HEADER: usize = 10;
 
-/// Appends the header of one unfragmented, unmasked text frame of `len` payload bytes.
-pub(crate) fn push_text_header(out: &mut Vec<u8>, len: usize) {
+/// Writes the header of one unfragmented, unmasked text frame of `len` payload bytes.
+fn write_text_header(len: usize, out: &mut impl std::io::Write) {
     let header = FrameHeader {
         opcode: OpCode::Data(Data::Text),
         ..FrameHeader::default()
     };
-    // Formatting into a `Vec` cannot fail: `Write for Vec<u8>` only grows it.
+    // Formatting into a `Vec` cannot fail (`Write for Vec<u8>` only grows it), nor into a
+    // slice of `MAX_HEADER` bytes.
     let _ = header.format(len as u64, out);
+}
+
+/// Appends the header of one unfragmented, unmasked text frame of `len` payload bytes.
+pub(crate) fn push_text_header(out: &mut Vec<u8>, len: usize) {
+    write_text_header(len, out);
 }
 
 /// Appends one complete text frame carrying `payload` (UTF-8 text).
@@ -50,6 +56,23 @@ pub(crate) fn push_text_frame_with<E>(
     true
 }
 
+/// One complete text frame whose payload (UTF-8 text) `fill` appends, in one allocation
+/// however long the payload turns out: the payload is written after room for the longest
+/// header, and moved down onto the header once its length is known.
+pub(crate) fn text_frame_with(capacity: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(capacity.saturating_add(MAX_HEADER));
+    out.resize(MAX_HEADER, 0);
+    fill(&mut out);
+    let mut header = [0; MAX_HEADER];
+    let mut rest = &mut header[..];
+    write_text_header(out.len() - MAX_HEADER, &mut rest);
+    // The header is the first bytes written; what is left of the room goes.
+    let start = rest.len();
+    out[start..MAX_HEADER].copy_from_slice(&header[..MAX_HEADER - start]);
+    out.drain(..start);
+    out.into_boxed_slice()
+}
+
 /// One complete text frame carrying `payload`.
 pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
     let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
@@ -68,6 +91,8 @@ mod tests {
         for len in [0usize, 1, 125, 126, 65_535, 65_536, 200_000] {
             let payload = "x".repeat(len);
             let ours = text_frame(&payload);
+            let filled = text_frame_with(0, |out| out.extend_from_slice(payload.as_bytes()));
+            assert_eq!(filled, ours, "length {len}");
             let mut theirs = Vec::new();
             Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
                 .format(&mut theirs)

@@ -76,7 +76,26 @@ pub async fn spawn(builder: ServerBuilder) -> TestServer {
     serve(server).await
 }
 
+/// Serves through `Server::serve` (WebSocket handshakes answered by the server itself).
 pub async fn serve(server: Server) -> TestServer {
+    serve_app(server.clone(), server.router()).await
+}
+
+/// Serves `app` through `Server::serve`.
+pub async fn serve_app(server: Server, app: axum::Router) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serving = server.serve(listener, app);
+    let task = tokio::spawn(async move {
+        serving.await.expect("serve");
+    });
+    TestServer { server, addr, task }
+}
+
+/// Serves through `axum::serve` and `Server::router` (the `Upgrade` extractor's path).
+pub async fn serve_axum(server: Server) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -107,6 +126,11 @@ impl WsClient {
             .await
             .expect("connect in time")
             .expect("connect");
+        Self { ws, id: None }
+    }
+
+    /// A client on a stream opened by hand (a request with extra headers, say).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self { ws, id: None }
     }
 

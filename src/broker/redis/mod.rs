@@ -8,10 +8,14 @@
 //!
 //! # Subscription modes
 //! * [`SubscriptionMode::Interest`] (the default): `SUBSCRIBE ws:broadcast`, plus the exact
-//!   `ws:room:{room}`, `ws:client:{id}` and `ws:user:{id}` channels this instance has local members
-//!   for. The hub calls [`Subscription::watch`] on a channel's first local member and
+//!   `ws:room:{room}` and `ws:user:{id}` channels this instance has local members for. The hub
+//!   calls [`Subscription::watch`] on a channel's first local member and
 //!   [`Subscription::unwatch`] when the last one leaves; Redis then only sends an instance the
-//!   traffic it can deliver.
+//!   traffic it can deliver. Its own clients' `ws:client:{id}` and `ws:room:{id}` channels come
+//!   through two patterns, `PSUBSCRIBE ws:client:{prefix}* ws:room:{prefix}*`, since every client
+//!   id of an instance starts with its prefix ([`Subscription::watch_own_ids`]): a connection
+//!   costs one `SUBSCRIBE` (its user's channel) rather than three, and a channel under the prefix
+//!   is never subscribed by name as well, so nothing arrives twice.
 //! * [`SubscriptionMode::Pattern`]: the reference's `SUBSCRIBE ws:broadcast` +
 //!   `PSUBSCRIBE ws:room:* ws:client:* ws:user:*`; every instance receives every message.
 //!
@@ -46,7 +50,7 @@ use std::{
     fmt,
     str::FromStr,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,

@@ -19,6 +19,38 @@ pub(super) struct SubShared {
     pub(super) changed: Notify,
     pub(super) ready: watch::Sender<bool>,
     pub(super) stop: watch::Sender<bool>,
+    /// Interest mode: the channels of this instance's client ids, received through patterns
+    /// once the server names its id prefix ([`Subscription::watch_own_ids`]).
+    own_ids: OnceLock<OwnIds>,
+}
+
+/// The direct channels of one instance's clients: every `ws:room:{id}` and `ws:client:{id}`
+/// whose id starts with the instance's prefix, one pattern each.
+struct OwnIds {
+    prefix: Box<str>,
+    /// `ws:room:{prefix}` and `ws:client:{prefix}`.
+    channels: [String; 2],
+}
+
+impl OwnIds {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+            channels: [
+                Channel::Room(prefix.to_owned()).name(),
+                Channel::Client(prefix.to_owned()).name(),
+            ],
+        }
+    }
+
+    /// Whether the patterns deliver `name` (so an exact subscription would deliver it twice).
+    fn covers(&self, name: &str) -> bool {
+        self.channels.iter().any(|c| name.starts_with(c.as_str()))
+    }
+
+    fn patterns(&self) -> Vec<String> {
+        self.channels.iter().map(|c| format!("{c}*")).collect()
+    }
 }
 
 /// The exact channels a subscriber should hold (interest mode), and what its connection holds.
@@ -121,6 +153,7 @@ impl SubShared {
             changed: Notify::new(),
             ready: watch::Sender::new(false),
             stop: watch::Sender::new(false),
+            own_ids: OnceLock::new(),
         }
     }
 
@@ -129,6 +162,9 @@ impl SubShared {
             return;
         }
         let name = channel.name();
+        if self.own_ids.get().is_some_and(|own| own.covers(&name)) {
+            return;
+        }
         if lock(&self.desired).set(&name, wanted) {
             self.changed.notify_one();
         }
@@ -148,6 +184,24 @@ impl Subscription for RedisSubscription {
 
     fn unwatch(&self, channel: &Channel) {
         self.shared.set_interest(channel, false);
+    }
+
+    fn watch_own_ids(&self, prefix: &str) -> bool {
+        let shared = &self.shared;
+        match shared.mode {
+            // Every room and client channel arrives already.
+            SubscriptionMode::Pattern => true,
+            SubscriptionMode::Interest => {
+                if shared.own_ids.set(OwnIds::new(prefix)).is_ok() {
+                    // The task subscribes the patterns on its next sync.
+                    shared.changed.notify_one();
+                }
+                shared
+                    .own_ids
+                    .get()
+                    .is_some_and(|own| *own.prefix == *prefix)
+            }
+        }
     }
 
     fn close(&self) {
@@ -211,7 +265,7 @@ pub(super) async fn run_subscriber(
             opened = open_subscriber(&inner, &shared, &node) => opened,
         };
         match opened {
-            Ok((sink, stream, held)) => {
+            Ok((sink, stream, held, own_held)) => {
                 if connected_before {
                     bump(&inner.counters.reconnects);
                     tracing::info!(
@@ -236,7 +290,7 @@ pub(super) async fn run_subscriber(
                 if inner.config.cluster {
                     tokio::spawn(discover_from(inner.clone(), node.clone()));
                 }
-                let end = pump(&inner, &shared, &inbox, sink, stream, &mut stop).await;
+                let end = pump(&inner, &shared, &inbox, (sink, stream, own_held), &mut stop).await;
                 shared.ready.send_replace(false);
                 match end {
                     PumpEnd::Stopped => break,
@@ -267,12 +321,13 @@ pub(super) async fn run_subscriber(
 }
 
 /// Opens a pub/sub connection to `node` and subscribes to everything the subscription should
-/// hold; returns how many exact channels it subscribed to in interest mode.
+/// hold; returns how many exact channels it subscribed to in interest mode, and whether it
+/// subscribed the own-id patterns.
 async fn open_subscriber(
     inner: &Inner,
     shared: &SubShared,
     node: &Node,
-) -> Result<(PubSubSink, PubSubStream, usize), String> {
+) -> Result<(PubSubSink, PubSubStream, usize, bool), String> {
     let limit = inner.config.connect_timeout;
     let client = node.client()?;
     let pubsub = match timeout(limit, client.get_async_pubsub()).await {
@@ -291,28 +346,41 @@ async fn open_subscriber(
                     Channel::USER_PATTERN,
                 ])
                 .await?;
-                Ok::<usize, RedisError>(0)
+                Ok::<(usize, bool), RedisError>((0, false))
             }
             SubscriptionMode::Interest => {
                 let all = lock(&shared.desired).take_all();
                 for chunk in all.chunks(SUBSCRIBE_BATCH) {
                     sink.subscribe(Names(chunk)).await?;
                 }
-                Ok(all.len())
+                let own = shared.own_ids.get();
+                if let Some(own) = own {
+                    sink.psubscribe(own.patterns()).await?;
+                }
+                Ok((all.len(), own.is_some()))
             }
         }
     })
     .await;
     match subscribed {
-        Ok(Ok(held)) => Ok((sink, stream, held)),
+        Ok(Ok((held, own_held))) => Ok((sink, stream, held, own_held)),
         Ok(Err(e)) => Err(format!("subscribe failed: {e}")),
         Err(_) => Err(format!("subscribe timed out after {limit:?}")),
     }
 }
 
 /// Applies one round of the changes to the desired set since the last sync; when more are left,
-/// leaves a permit in `changed` so the task runs the next round on its next turn.
-async fn sync_interest(sink: &mut PubSubSink, shared: &SubShared) -> Result<(), RedisError> {
+/// leaves a permit in `changed` so the task runs the next round on its next turn. Subscribes
+/// the own-id patterns once they are known (`own_held` says whether this connection has).
+async fn sync_interest(
+    sink: &mut PubSubSink,
+    shared: &SubShared,
+    own_held: &mut bool,
+) -> Result<(), RedisError> {
+    if !*own_held && let Some(own) = shared.own_ids.get() {
+        sink.psubscribe(own.patterns()).await?;
+        *own_held = true;
+    }
     let changes = lock(&shared.desired).take_changes();
     if !changes.add.is_empty() {
         sink.subscribe(Names(&changes.add)).await?;
@@ -331,8 +399,7 @@ async fn pump(
     inner: &Inner,
     shared: &SubShared,
     inbox: &mpsc::Sender<Delivery>,
-    mut sink: PubSubSink,
-    mut stream: PubSubStream,
+    (mut sink, mut stream, mut own_held): (PubSubSink, PubSubStream, bool),
     stop: &mut watch::Receiver<bool>,
 ) -> PumpEnd {
     let limit = inner.config.connect_timeout;
@@ -349,7 +416,7 @@ async fn pump(
             _ = stop.changed() => return PumpEnd::Stopped,
             () = inbox.closed() => return PumpEnd::Stopped,
             () = shared.changed.notified(), if interest => {
-                match timeout(limit, sync_interest(&mut sink, shared)).await {
+                match timeout(limit, sync_interest(&mut sink, shared, &mut own_held)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return PumpEnd::Lost(format!("resubscribe failed: {e}")),
                     Err(_) => return PumpEnd::Lost("resubscribe timed out".into()),
