@@ -194,19 +194,23 @@ impl V1Key {
         let total = Self::sealed_len(frame.len()).ok_or(CryptoError)?;
         let start = out.len();
         out.reserve(total);
-        let mut iv_b64 = [0u8; IV_B64_LEN];
         let mut sealed = || {
-            if STANDARD.encode_slice(iv, &mut iv_b64).ok() != Some(IV_B64_LEN) {
-                return Err(CryptoError);
-            }
             out.extend_from_slice(FRAME_HEAD);
-            out.extend_from_slice(&iv_b64);
-            out.extend_from_slice(FRAME_MID);
-            // The raw `ciphertext ‖ tag` is encrypted from `frame` into the tail of the ct
-            // field (base64 is longer than its input), then encoded in place.
-            super::b64::push_encoded_with(out, frame.len() + TAG_LEN, |raw| {
-                self.cipher.seal_into(iv, &[], frame, raw)
+            let iv_at = out.len();
+            // The IV (12 bytes: whole base64 groups) and `ciphertext ‖ tag` are encoded as one
+            // run: the ciphertext is encrypted into the tail of the field, after the IV, and
+            // the whole encoded in place; then the `ct` key is slotted in after the IV's 16
+            // characters.
+            super::b64::push_encoded_with(out, IV_LEN + frame.len() + TAG_LEN, |raw| {
+                let (iv_raw, ct) = raw.split_at_mut(IV_LEN);
+                iv_raw.copy_from_slice(iv);
+                self.cipher.seal_into(iv, &[], frame, ct)
             })?;
+            let ct_at = iv_at + IV_B64_LEN;
+            let end = out.len();
+            out.extend_from_slice(FRAME_MID);
+            out.copy_within(ct_at..end, ct_at + FRAME_MID.len());
+            out[ct_at..ct_at + FRAME_MID.len()].copy_from_slice(FRAME_MID);
             out.extend_from_slice(FRAME_TAIL);
             Ok(())
         };

@@ -374,7 +374,7 @@ impl Hub {
             entry.own_room = true;
             index.own_rooms += 1;
             if own_ids && !index.rooms.contains_key(&*client.id) {
-                self.watch(Channel::Room(client.id.to_string()));
+                self.watch(Channel::Room(String::from(&*client.id)));
             }
         }
         if let Some(user) = user_id {
@@ -387,7 +387,7 @@ impl Hub {
             }
         }
         if own_ids {
-            self.watch(Channel::Client(client.id.to_string()));
+            self.watch(Channel::Client(String::from(&*client.id)));
         }
         for room in rooms.iter().cloned() {
             if let Err(e) = self.join_locked(index, &client.id, room) {

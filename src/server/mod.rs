@@ -91,7 +91,7 @@ impl Shared {
         }
         if let Some(hook) = &self.hooks.disconnected {
             let event = HookClientEvent {
-                client_id: client.id.to_string(),
+                client_id: String::from(&*client.id),
                 user_id: client.user_id().map(str::to_owned),
                 metadata: client.identity.get().and_then(|i| i.metadata.clone()),
             };
@@ -548,7 +548,7 @@ impl Server {
             server_id: self.shared.server_id.clone(),
             kind,
             target: target.map(str::to_owned),
-            event: msg.event.to_string(),
+            event: String::from(&*msg.event),
             data: Some(msg.data.clone()),
             exclude: (!exclude.is_empty())
                 .then(|| exclude.iter().map(|s| (*s).to_owned()).collect()),

@@ -533,7 +533,7 @@ impl Connection {
                 };
                 self.client.set_state(ClientState::Authenticating);
                 let shared = self.shared.clone();
-                let id = self.client.id.to_string();
+                let id = String::from(&*self.client.id);
                 let v2 = self.channel.is_open();
                 return Some(Box::pin(async move {
                     let outcome = authenticate(shared, id, data, v2).await;
@@ -672,7 +672,7 @@ impl Connection {
         tracing::debug!(client = %self.client.id, user = ?user_id, encrypted = self.client.is_encrypted(), "authenticated");
         if let Some(hook) = &self.shared.hooks.connected {
             let event = ClientEvent {
-                client_id: self.client.id.to_string(),
+                client_id: String::from(&*self.client.id),
                 user_id,
                 metadata,
             };
@@ -770,7 +770,7 @@ impl Connection {
             return;
         };
         let request = RoomRequest {
-            client_id: id.to_string(),
+            client_id: String::from(&*id),
             user_id: self.client.user_id().map(str::to_owned),
             rooms: rooms.iter().map(|r| r.as_str().to_owned()).collect(),
         };
@@ -815,7 +815,7 @@ impl Connection {
             server: crate::Server {
                 shared: self.shared.clone(),
             },
-            client_id: self.client.id.to_string(),
+            client_id: String::from(&*self.client.id),
             user_id: self.client.user_id().map(str::to_owned),
             event: frame.event,
             data: frame.data,
@@ -1324,9 +1324,9 @@ async fn transform(
         return true;
     };
     let request = OutboundRequest {
-        client_id: client.id.to_string(),
+        client_id: String::from(&*client.id),
         user_id: client.user_id().map(str::to_owned),
-        event: msg.event.to_string(),
+        event: String::from(&*msg.event),
         data: msg.data.clone(),
     };
     match transformer.apply(request, msg.text()).await {
