@@ -62,6 +62,11 @@ impl InboundFrame {
     /// the spec drops those silently.
     pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Option<Self>, FrameError> {
         let text = std::str::from_utf8(bytes).map_err(|_| FrameError::NotUtf8)?;
+        Self::parse_str(text, limits)
+    }
+
+    /// [`InboundFrame::parse`] for a frame already known to be UTF-8 (a text message).
+    pub fn parse_str(text: &str, limits: &Limits) -> Result<Option<Self>, FrameError> {
         // serde would accept a JSON array as a struct; only objects are messages.
         if !text.trim_start().starts_with('{') {
             return Err(if serde_json::from_str::<&RawValue>(text).is_ok() {

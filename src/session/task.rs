@@ -403,9 +403,10 @@ impl Connection {
 
     /// Takes one read from the socket as far as the action it asks for, without waiting.
     fn on_read(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Read {
-        let bytes = match msg {
-            Some(Ok(Message::Text(text))) => text.into(),
-            Some(Ok(Message::Binary(bin))) => bin,
+        // A text message was checked as UTF-8 by the codec already.
+        let (bytes, text) = match msg {
+            Some(Ok(Message::Text(text))) => (text.clone().into(), Some(text)),
+            Some(Ok(Message::Binary(bin))) => (bin, None),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                 self.timers.last_read = Instant::now();
                 return Read::Continue;
@@ -433,11 +434,11 @@ impl Connection {
         // and kill the channel. Opening is bounded by the frame size limit; a plaintext
         // channel passes frames through untouched.
         let opened;
-        let frame: &[u8] = match self.channel.inbound(&bytes) {
-            Inbound::Plain(frame) => frame,
+        let (frame, passed_through): (&[u8], bool) = match self.channel.inbound(&bytes) {
+            Inbound::Plain(frame) => (frame, true),
             Inbound::Opened(plaintext) => {
                 opened = plaintext;
-                &opened
+                (&opened, false)
             }
             Inbound::Established(sealer) => {
                 self.establish_v2(sealer);
@@ -469,7 +470,12 @@ impl Connection {
             }
         }
         self.client.touch(self.shared.hub.clock.now_ms());
-        let parsed = InboundFrame::parse(frame, &self.shared.options.limits);
+        let limits = &self.shared.options.limits;
+        let parsed = match &text {
+            // The frame is the text message itself: no second UTF-8 check.
+            Some(text) if passed_through => InboundFrame::parse_str(text, limits),
+            _ => InboundFrame::parse(frame, limits),
+        };
         Read::Perform(self.session.on_frame(parsed, Instant::now()))
     }
 
