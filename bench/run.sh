@@ -117,6 +117,8 @@ run() {
   shift 3
   case "$server" in
   sealcast) start_server "$server" "$SEALCAST" --redis "$REDIS" ;;
+  # The reference's pattern subscriptions, as the Bun baseline subscribes (no SUBSCRIBE per user).
+  sealcast_pattern) start_server "$server" "$SEALCAST" --redis "$REDIS" --subscription pattern ;;
   sealcast_v1) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v1 ;;
   sealcast_v2) start_server "$server" "$SEALCAST" --redis "$REDIS" --encryption v2 ;;
   # Server and generator on a core each, one thread each (taskset execs, so the pid stays).
@@ -162,7 +164,7 @@ for rep in $(seq "$REPEAT"); do
         run "$scenario" "$s" "$rep" --clients "$CLIENTS_10K" --messages "$MESSAGES_10K" --window "$WINDOW_10K"
       done ;;
     idle)
-      for s in sealcast bun; do
+      for s in sealcast sealcast_pattern bun; do
         run "$scenario" "$s" "$rep" --clients "$IDLE_CLIENTS" --messages 0
       done ;;
     encrypted)

@@ -17,7 +17,7 @@
 //! | [`session`] | one connection: a pure state machine, a byte-bounded outbox, the I/O task |
 //! | [`broker`] | the [`Broker`](broker::Broker) trait, the memory broker, the Redis broker |
 //! | [`emitter`] | publishing to clients from processes without a server |
-//! | [`server`] | the builder, options, hooks, encryption seams, the [`Server`] handle, axum glue |
+//! | [`server`] | the builder, options, hooks, encryption seams, the [`Server`] handle, the listener ([`Server::serve`]), axum glue |
 //! | [`demo`] | the embedded demo page and JavaScript client |
 //! | [`gateway`] | `sealcast serve`: config, JWT, room policy, HTTP API, metrics, webhook |
 //!

@@ -1,7 +1,8 @@
 //! One connection: a pure protocol state machine (`state`), the encryption v2 record channel
 //! (`channel`, also pure), a byte-bounded outbound queue (`outbox`) and the task that does the
-//! socket I/O and timers (`task`, the only place in the crate where bytes meet a socket), and
-//! the outbound framing the fan-out and the writer share (`wire`).
+//! socket I/O and timers (`task`: once the handshake is done, the only place a connection's
+//! bytes meet its socket), the stream under the codec (`transport`), and the outbound framing
+//! the fan-out and the writer share (`wire`).
 
 mod channel;
 mod outbox;
