@@ -222,7 +222,7 @@ async fn handshake(server: Server, http: Arc<Http>, mut stream: TcpStream) -> Op
     }
     drop(head);
     let socket = WebSocketStream::from_partially_read(
-        Transport::Tcp(stream),
+        Transport::Left(stream),
         early,
         Role::Server,
         Some(server.websocket_config()),

@@ -205,7 +205,7 @@ async fn open(
     match on_upgrade.await {
         Ok(upgraded) => Some(Box::new(
             WebSocketStream::from_raw_socket(
-                Transport::Upgraded(TokioIo::new(upgraded)),
+                Transport::Right(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(config),
             )
