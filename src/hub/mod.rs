@@ -331,7 +331,7 @@ impl Hub {
 
     /// Whether a client's own-id room and client channel need watching one by one: not when
     /// the subscription receives every channel of this instance's ids itself.
-    fn watches_own_ids(&self) -> bool {
+    fn watches_own_ids_one_by_one(&self) -> bool {
         self.watching.get().is_some_and(|w| !w.own_ids)
     }
 
@@ -369,11 +369,11 @@ impl Hub {
         let _ = client.identity.set(identity);
         client.set_state(ClientState::Authenticated);
         // The own-id room first, then the defaults.
-        let own_ids = self.watches_own_ids();
+        let one_by_one = self.watches_own_ids_one_by_one();
         if !entry.own_room {
             entry.own_room = true;
             index.own_rooms += 1;
-            if own_ids && !index.rooms.contains_key(&*client.id) {
+            if one_by_one && !index.rooms.contains_key(&*client.id) {
                 self.watch(Channel::Room(String::from(&*client.id)));
             }
         }
@@ -386,7 +386,7 @@ impl Hub {
                 sessions.push(client.clone());
             }
         }
-        if own_ids {
+        if one_by_one {
             self.watch(Channel::Client(String::from(&*client.id)));
         }
         for room in rooms.iter().cloned() {
@@ -489,10 +489,10 @@ impl Hub {
         for room in &entry.rooms {
             self.drop_member(&mut index, room.as_str(), id);
         }
-        let own_ids = self.watches_own_ids();
+        let one_by_one = self.watches_own_ids_one_by_one();
         if entry.own_room {
             index.own_rooms -= 1;
-            if own_ids && !index.rooms.contains_key(id) {
+            if one_by_one && !index.rooms.contains_key(id) {
                 self.unwatch(Channel::Room(id.to_owned()));
             }
         }
@@ -505,7 +505,8 @@ impl Hub {
                 self.unwatch(Channel::User(user.to_owned()));
             }
         }
-        if own_ids && (entry.client.is_authenticated() || entry.client.identity.get().is_some()) {
+        if one_by_one && (entry.client.is_authenticated() || entry.client.identity.get().is_some())
+        {
             self.unwatch(Channel::Client(id.to_owned()));
         }
         Some(entry.client)
