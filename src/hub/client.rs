@@ -25,6 +25,7 @@ pub type ClientId = Arc<str>;
 /// Every client of one instance thus shares a prefix, and a broker can receive the direct
 /// channels of all of them through one pattern instead of two subscriptions per connection
 /// ([`Subscription::watch_own_ids`](crate::broker::Subscription::watch_own_ids)).
+#[derive(Clone)]
 pub(crate) struct ClientIds {
     prefix: [u8; 8],
     /// The prefix as it starts every id's text: `xxxxxxxx-xxxx-4xxx-`.
@@ -57,6 +58,12 @@ impl ClientIds {
     /// What every id starts with.
     pub(crate) fn prefix(&self) -> &str {
         &self.text
+    }
+
+    /// Whether `text` could be an id of this instance: the prefix and an id's length. False
+    /// rules a name out without a lookup.
+    pub(crate) fn may_have_issued(&self, text: &str) -> bool {
+        text.len() == uuid::fmt::Hyphenated::LENGTH && text.starts_with(&*self.text)
     }
 
     /// A fresh id (one allocation).

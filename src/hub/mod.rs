@@ -7,6 +7,7 @@
 //! over the connections' own tasks and each client's order is kept.
 
 mod client;
+mod members;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,6 +20,7 @@ use smallvec::SmallVec;
 
 pub(crate) use client::{Client, ClientIds};
 pub use client::{ClientId, ClientInfo, Identity};
+use members::Members;
 
 use crate::{
     broker::Subscription,
@@ -194,59 +196,38 @@ impl Entry {
     }
 }
 
-/// A room member: a client hashed and compared by its id, so a room's set is keyed by `&str`
-/// without storing the id a second time.
-struct Member(Arc<Client>);
-
-impl std::borrow::Borrow<str> for Member {
-    fn borrow(&self) -> &str {
-        &self.0.id
-    }
-}
-
-impl std::hash::Hash for Member {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Must hash as the `str` it borrows as.
-        str::hash(&self.0.id, state);
-    }
-}
-
-impl PartialEq for Member {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for Member {}
-
 /// The hasher of the tables keyed by client id.
 ///
 /// SECURITY: client ids are drawn at random by this server ([`ClientIds`]), so no peer chooses
 /// the keys of these tables and a fast hash is safe; the tables keyed by names peers choose
 /// (rooms, users) keep std's SipHash with its random keys.
-type ById = foldhash::fast::RandomState;
+pub(super) type ById = foldhash::fast::RandomState;
 
-#[derive(Default)]
 struct Index {
     clients: HashMap<ClientId, Entry, ById>,
     /// A user's sessions on this instance (usually one, kept inline).
     users: HashMap<Box<str>, SmallVec<[Arc<Client>; 1]>>,
     /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
-    rooms: HashMap<RoomName, HashSet<Member, ById>>,
+    rooms: HashMap<RoomName, Members>,
     /// Clients in their own-id room.
     own_rooms: usize,
+    /// The hub's id source, to tell names that cannot be own-id rooms without a lookup.
+    ids: ClientIds,
 }
 
 impl Index {
     /// Every member of `room`: those in `rooms` and, if `room` is a client's own-id room, that
     /// client.
     fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        let joined = self.rooms.get(room).into_iter().flatten().map(|m| &m.0);
+        let joined = self.rooms.get(room).into_iter().flat_map(Members::iter);
         joined.chain(self.own_room(room))
     }
 
     /// The authenticated client whose own-id room is `room`, if any.
     fn own_room(&self, room: &str) -> Option<&Arc<Client>> {
+        if !self.ids.may_have_issued(room) {
+            return None;
+        }
         self.clients
             .get(room)
             .filter(|e| e.own_room)
@@ -285,10 +266,17 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(max_rooms_per_client: usize) -> Self {
+        let ids = ClientIds::new();
         Self {
-            index: RwLock::new(Index::default()),
+            index: RwLock::new(Index {
+                clients: HashMap::default(),
+                users: HashMap::new(),
+                rooms: HashMap::new(),
+                own_rooms: 0,
+                ids: ids.clone(),
+            }),
             watching: OnceLock::new(),
-            ids: ClientIds::new(),
+            ids,
             clock: Clock(Instant::now()),
             max_rooms_per_client,
             counters: Arc::default(),
@@ -419,7 +407,7 @@ impl Hub {
         if members.is_empty() && !own_room {
             self.watch(Channel::Room(room.as_str().to_owned()));
         }
-        members.insert(Member(client));
+        members.insert(client);
         Ok(true)
     }
 
@@ -825,10 +813,8 @@ mod tests {
     #[test]
     fn own_id_rooms_are_served_from_the_client_index() {
         let (hub, _) = hub();
-        let ids = [
-            "7d3c1c3e-0000-4000-8000-00000000000a",
-            "7d3c1c3e-0000-4000-8000-00000000000b",
-        ];
+        let ids = [hub.ids.assign(), hub.ids.assign()];
+        let ids = [&*ids[0], &*ids[1]];
         let a = client(&hub, ids[0]);
         let b = client(&hub, ids[1]);
         let msg = message();
@@ -862,7 +848,7 @@ mod tests {
     #[test]
     fn own_id_room_interest_lasts_while_any_member_is_left() {
         let (hub, recorder) = hub();
-        let id = "7d3c1c3e-0000-4000-8000-00000000000c";
+        let id = &*hub.ids.assign();
         let a = client(&hub, id);
         let b = client(&hub, "b");
         assert!(hub.authenticate(&a, Identity::anonymous(), &[]));
@@ -883,6 +869,23 @@ mod tests {
         );
         hub.remove("b");
         assert!(recorder.take().contains(&format!("-ws:room:{id}")));
+    }
+
+    /// Only this instance's ids name own-id rooms: a room named after another instance's id
+    /// is an ordinary room, materialised and watched by name.
+    #[test]
+    fn another_instances_id_names_an_ordinary_room() {
+        let (hub, recorder) = hub();
+        let foreign = ClientIds::new().assign();
+        assert!(!hub.ids.may_have_issued(&foreign));
+        let a = client(&hub, &hub.ids.assign());
+        assert!(hub.authenticate(&a, Identity::anonymous(), &[room(&foreign)]));
+        assert!(recorder.take().contains(&format!("+ws:room:{foreign}")));
+        assert_eq!(hub.read().rooms.len(), 1);
+        assert_eq!(
+            hub.to_room(&foreign, &message(), &[], &mut Cork::default()),
+            1
+        );
     }
 
     /// A subscription that takes the id prefix is not asked to watch a client's own-id room
