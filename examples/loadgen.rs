@@ -985,9 +985,10 @@ async fn run(args: Args) -> Result<(), String> {
     let after_connect = sample(pid);
     let connect_rate = connected as f64 / auth_secs.max(1e-9);
     say!(
-        "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s",
+        "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s, generator CPU {:.2} s",
         args.label,
-        after_connect.server_cpu - before_connect.server_cpu
+        after_connect.server_cpu - before_connect.server_cpu,
+        after_connect.own_cpu - before_connect.own_cpu
     );
 
     let mut result = vec![
@@ -1002,6 +1003,10 @@ async fn run(args: Args) -> Result<(), String> {
                 "{:.3}",
                 after_connect.server_cpu - before_connect.server_cpu
             ),
+        ),
+        (
+            "connect_gen_cpu_s",
+            format!("{:.3}", after_connect.own_cpu - before_connect.own_cpu),
         ),
     ];
 
