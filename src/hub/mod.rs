@@ -183,8 +183,9 @@ pub enum RoomError {
 struct Entry {
     client: Arc<Client>,
     /// The rooms joined besides the own-id room: a short list (at most
-    /// `max_rooms_per_client`), one inline.
-    rooms: SmallVec<[RoomName; 1]>,
+    /// `max_rooms_per_client`). Three inline: the two default rooms and one more take no
+    /// allocation, and cost less memory than the list they would otherwise grow to.
+    rooms: SmallVec<[RoomName; 3]>,
     /// Whether the client is in its own-id room (from authentication on). That room is not in
     /// `Index::rooms`: its one member is the client of the same id, found in `Index::clients`.
     own_room: bool,
