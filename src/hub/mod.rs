@@ -6,8 +6,8 @@
 //! encrypted receivers get the message queued for their writer to seal, so sealing is spread
 //! over the connections' own tasks and each client's order is kept.
 
+mod by_id;
 mod client;
-mod members;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,9 +18,9 @@ use std::{
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
+use by_id::{HasId, IdTable};
 pub(crate) use client::{Client, ClientIds};
 pub use client::{ClientId, ClientInfo, Identity};
-use members::Members;
 
 use crate::{
     broker::Subscription,
@@ -191,6 +191,12 @@ struct Entry {
     own_room: bool,
 }
 
+impl HasId for Entry {
+    fn id(&self) -> &str {
+        &self.client.id
+    }
+}
+
 impl Entry {
     fn room_count(&self) -> usize {
         self.rooms.len() + usize::from(self.own_room)
@@ -205,11 +211,11 @@ impl Entry {
 pub(super) type ById = foldhash::fast::RandomState;
 
 struct Index {
-    clients: HashMap<ClientId, Entry, ById>,
+    clients: IdTable<Entry>,
     /// A user's sessions on this instance (usually one, kept inline).
     users: HashMap<Box<str>, SmallVec<[Arc<Client>; 1]>>,
     /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
-    rooms: HashMap<RoomName, Members>,
+    rooms: HashMap<RoomName, IdTable<Arc<Client>>>,
     /// Clients in their own-id room.
     own_rooms: usize,
     /// The hub's id source, to tell names that cannot be own-id rooms without a lookup.
@@ -220,7 +226,7 @@ impl Index {
     /// Every member of `room`: those in `rooms` and, if `room` is a client's own-id room, that
     /// client.
     fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        let joined = self.rooms.get(room).into_iter().flat_map(Members::iter);
+        let joined = self.rooms.get(room).into_iter().flat_map(IdTable::iter);
         joined.chain(self.own_room(room))
     }
 
@@ -270,7 +276,7 @@ impl Hub {
         let ids = ClientIds::new();
         Self {
             index: RwLock::new(Index {
-                clients: HashMap::default(),
+                clients: IdTable::default(),
                 users: HashMap::new(),
                 rooms: HashMap::new(),
                 own_rooms: 0,
@@ -328,17 +334,11 @@ impl Hub {
     /// (ids carry 62 random bits: the caller draws another).
     pub(crate) fn insert(&self, client: Arc<Client>) -> bool {
         let mut index = self.write();
-        match index.clients.entry(client.id.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Entry {
-                    client,
-                    rooms: SmallVec::new(),
-                    own_room: false,
-                });
-                true
-            }
-        }
+        index.clients.insert(Entry {
+            client,
+            rooms: SmallVec::new(),
+            own_room: false,
+        })
     }
 
     /// Marks a client authenticated: indexes its user, joins its own-id room and `rooms`.
@@ -458,7 +458,7 @@ impl Hub {
             return Err(RoomError::OwnRoom);
         }
         let mut index = self.write();
-        if !index.clients.contains_key(id) {
+        if !index.clients.contains(id) {
             return Err(RoomError::UnknownClient);
         }
         Ok(self.leave_locked(&mut index, id, room))
@@ -503,7 +503,12 @@ impl Hub {
 
     /// Removes every client (shutdown). Returns them.
     pub(crate) fn drain(&self) -> Vec<Arc<Client>> {
-        let ids: Vec<ClientId> = self.read().clients.keys().cloned().collect();
+        let ids: Vec<ClientId> = self
+            .read()
+            .clients
+            .iter()
+            .map(|e| e.client.id.clone())
+            .collect();
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
@@ -574,7 +579,7 @@ impl Hub {
     /// Queues `msg` for every authenticated client, minus `exclude`.
     pub(crate) fn to_all(&self, msg: &Arc<Outgoing>, exclude: &[&str], cork: &mut Cork) -> usize {
         let index = self.read();
-        let clients = index.clients.values().map(|e| &e.client);
+        let clients = index.clients.iter().map(|e| &e.client);
         self.count(fan_out(clients, msg, exclude, cork), cork)
     }
 
@@ -598,7 +603,7 @@ impl Hub {
     // ---- queries ----
 
     pub(crate) fn is_client(&self, id: &str) -> bool {
-        self.read().clients.contains_key(id)
+        self.read().clients.contains(id)
     }
 
     pub(crate) fn client(&self, id: &str) -> Option<Arc<Client>> {
@@ -614,7 +619,7 @@ impl Hub {
         let now = self.clock.now_ms();
         self.read()
             .clients
-            .values()
+            .iter()
             .map(|e| info_of(e, now))
             .collect()
     }
@@ -655,7 +660,7 @@ impl Hub {
     pub(crate) fn census(&self) -> (ConnectionCounts, u64, u64) {
         let mut counts = ConnectionCounts::default();
         let (mut encrypted, mut backpressured) = (0, 0);
-        for e in self.read().clients.values() {
+        for e in self.read().clients.iter() {
             match e.client.state() {
                 ClientState::Unauthorized => counts.unauthorized += 1,
                 ClientState::Authenticating => counts.authenticating += 1,
@@ -673,7 +678,7 @@ impl Hub {
         let now = self.clock.now_ms();
         self.read()
             .clients
-            .values()
+            .iter()
             .filter(|e| {
                 e.client.is_authenticated()
                     && now.saturating_sub(e.client.last_activity_ms()) > timeout_ms
