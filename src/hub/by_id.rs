@@ -1,11 +1,11 @@
-//! Tables keyed by client id that keep each entry's hash beside it: the client index and
-//! every room's member set.
+//! Tables keyed by an id (a client's or a user's) that keep each entry's hash beside it: the
+//! client and user indexes and every room's member set.
 //!
 //! These tables grow to one entry per connection (a room can hold every client). Growing
 //! rehashes every entry, and a lookup compares the candidates it probes. With each entry's
 //! hash stored beside it, both work on the table's own memory: a rehash moves entries without
-//! reading a single client, and a probe reads an entry's id only when the full 64-bit hash
-//! already matches.
+//! reading a single client or id, and a probe reads an entry's id only when the full 64-bit
+//! hash already matches.
 
 use std::{hash::BuildHasher, sync::Arc};
 
@@ -15,7 +15,7 @@ use super::{ById, Client};
 
 /// What an [`IdTable`] is keyed by.
 pub(super) trait HasId {
-    /// The client id this entry is filed under.
+    /// The id this entry is filed under.
     fn id(&self) -> &str;
 }
 
@@ -31,22 +31,25 @@ struct Slot<T> {
     value: T,
 }
 
-/// A set of `T`s, at most one per client id (see the module docs).
-pub(super) struct IdTable<T> {
+/// A set of `T`s, at most one per id, hashed with `S` (see the module docs).
+///
+/// SECURITY: `S` must resist chosen keys wherever peers choose the ids ([`ById`] is for the
+/// ids this server draws).
+pub(super) struct IdTable<T, S = ById> {
     table: HashTable<Slot<T>>,
-    hasher: ById,
+    hasher: S,
 }
 
-impl<T> Default for IdTable<T> {
+impl<T, S: Default> Default for IdTable<T, S> {
     fn default() -> Self {
         Self {
             table: HashTable::new(),
-            hasher: ById::default(),
+            hasher: S::default(),
         }
     }
 }
 
-impl<T: HasId> IdTable<T> {
+impl<T: HasId, S: BuildHasher> IdTable<T, S> {
     fn hash(&self, id: &str) -> u64 {
         self.hasher.hash_one(id)
     }
@@ -65,6 +68,25 @@ impl<T: HasId> IdTable<T> {
                 true
             }
         }
+    }
+
+    /// The entry of id `id`, made by `make` if there is none.
+    pub(super) fn get_or_insert_with(&mut self, id: &str, make: impl FnOnce() -> T) -> &mut T {
+        let hash = self.hash(id);
+        let slot =
+            match self
+                .table
+                .entry(hash, |s| s.hash == hash && s.value.id() == id, |s| s.hash)
+            {
+                Entry::Occupied(found) => found.into_mut(),
+                Entry::Vacant(slot) => slot
+                    .insert(Slot {
+                        hash,
+                        value: make(),
+                    })
+                    .into_mut(),
+            };
+        &mut slot.value
     }
 
     pub(super) fn get(&self, id: &str) -> Option<&T> {
@@ -122,7 +144,7 @@ mod tests {
     fn insert_get_remove_through_growth() {
         let ids = ClientIds::new();
         let clients: Vec<Arc<Client>> = (0..2_000).map(|_| client(&ids)).collect();
-        let mut table = IdTable::default();
+        let mut table: IdTable<Arc<Client>> = IdTable::default();
         for c in &clients {
             assert!(table.insert(c.clone()));
         }
@@ -153,5 +175,28 @@ mod tests {
             table.remove(&c.id);
         }
         assert!(table.is_empty());
+    }
+
+    /// A user index keyed by names peers may choose, hashed with SipHash.
+    #[test]
+    fn get_or_insert_with_makes_an_entry_once() {
+        struct Named(Box<str>, usize);
+        impl HasId for Named {
+            fn id(&self) -> &str {
+                &self.0
+            }
+        }
+        let mut table: IdTable<Named, std::hash::RandomState> = IdTable::default();
+        for round in 0..3 {
+            for i in 0..500 {
+                let name = format!("user-{i}");
+                let entry = table.get_or_insert_with(&name, || Named(name.as_str().into(), 0));
+                assert_eq!(entry.1, round, "{name}");
+                entry.1 += 1;
+            }
+        }
+        assert_eq!(table.len(), 500);
+        assert_eq!(table.get("user-7").map(|n| n.1), Some(3));
+        assert!(table.get("user-500").is_none());
     }
 }

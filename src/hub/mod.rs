@@ -11,6 +11,7 @@ mod client;
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::RandomState,
     sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::Instant,
 };
@@ -197,6 +198,18 @@ impl HasId for Entry {
     }
 }
 
+/// A user's sessions on this instance (usually one, kept inline).
+struct Sessions {
+    user: Box<str>,
+    clients: SmallVec<[Arc<Client>; 1]>,
+}
+
+impl HasId for Sessions {
+    fn id(&self) -> &str {
+        &self.user
+    }
+}
+
 impl Entry {
     fn room_count(&self) -> usize {
         self.rooms.len() + usize::from(self.own_room)
@@ -212,8 +225,9 @@ pub(super) type ById = foldhash::fast::RandomState;
 
 struct Index {
     clients: IdTable<Entry>,
-    /// A user's sessions on this instance (usually one, kept inline).
-    users: HashMap<Box<str>, SmallVec<[Arc<Client>; 1]>>,
+    /// Each user's sessions on this instance. User ids come from the application and may be
+    /// chosen by peers: hashed with std's SipHash and its random keys.
+    users: IdTable<Sessions, RandomState>,
     /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
     rooms: HashMap<RoomName, IdTable<Arc<Client>>>,
     /// Clients in their own-id room.
@@ -277,7 +291,7 @@ impl Hub {
         Self {
             index: RwLock::new(Index {
                 clients: IdTable::default(),
-                users: HashMap::new(),
+                users: IdTable::default(),
                 rooms: HashMap::new(),
                 own_rooms: 0,
                 ids: ids.clone(),
@@ -367,7 +381,13 @@ impl Hub {
             }
         }
         if let Some(user) = user_id {
-            let sessions = index.users.entry(user.as_str().into()).or_default();
+            let sessions = &mut index
+                .users
+                .get_or_insert_with(&user, || Sessions {
+                    user: user.as_str().into(),
+                    clients: SmallVec::new(),
+                })
+                .clients;
             if sessions.is_empty() {
                 self.watch(Channel::User(user));
             }
@@ -488,8 +508,8 @@ impl Hub {
         if let Some(user) = entry.client.user_id()
             && let Some(sessions) = index.users.get_mut(user)
         {
-            sessions.retain(|c| &*c.id != id);
-            if sessions.is_empty() {
+            sessions.clients.retain(|c| &*c.id != id);
+            if sessions.clients.is_empty() {
                 index.users.remove(user);
                 self.unwatch(Channel::User(user.to_owned()));
             }
@@ -540,7 +560,7 @@ impl Hub {
         let Some(sessions) = index.users.get(user) else {
             return 0;
         };
-        self.count(fan_out(sessions.iter(), msg, exclude, cork), cork)
+        self.count(fan_out(sessions.clients.iter(), msg, exclude, cork), cork)
     }
 
     /// Queues `msg` for every member of a room, minus `exclude`.
@@ -626,7 +646,7 @@ impl Hub {
 
     pub(crate) fn infos_by_user(&self, user: &str) -> Vec<ClientInfo> {
         let index = self.read();
-        let sessions = index.users.get(user).into_iter().flatten();
+        let sessions = index.users.get(user).into_iter().flat_map(|s| &s.clients);
         Self::infos_of(&index, sessions, self.clock.now_ms())
     }
 
