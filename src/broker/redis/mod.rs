@@ -46,7 +46,6 @@
 //! counted in [`RedisStats::dropped_invalid`]. See [`SigningKey`] for the signature's wire form.
 
 use std::{
-    collections::HashSet,
     fmt,
     str::FromStr,
     sync::{

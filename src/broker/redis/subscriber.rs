@@ -2,7 +2,9 @@
 //! interest), reconnect with backoff and resubscribe, and the untrusted-input checks on what
 //! arrives.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::{HashTable, hash_table::Entry};
 
 use redis::{RedisWrite, ToRedisArgs};
 
@@ -57,13 +59,36 @@ impl OwnIds {
 ///
 /// The connection holds exactly `wanted`, except for the channels in `dirty` (and those of a sync
 /// round in flight, once it completes): each name is one shared allocation, and no second set of
-/// held names is kept.
+/// held names is kept. Both tables keep each name's hash beside it, computed once per change
+/// under the one `hasher`: a connect storm grows `wanted` by one channel per user, and a rehash
+/// then reads no name.
 struct Desired {
-    wanted: HashSet<Arc<str>>,
+    /// SipHash with random keys: channel names carry user ids and room names, which peers may
+    /// choose.
+    hasher: RandomState,
+    wanted: HashTable<Name>,
     /// Channels whose wanted state changed since the task last synced, each with whether the
     /// connection holds it; bounded by the number of distinct channels touched, and emptied by
     /// every sync, one round of at most [`SUBSCRIBE_BATCH`] at a time.
-    dirty: HashMap<Arc<str>, bool>,
+    dirty: HashTable<Dirty>,
+}
+
+/// A channel name and its hash under [`Desired::hasher`].
+struct Name {
+    hash: u64,
+    name: Arc<str>,
+}
+
+impl Name {
+    fn is(&self, hash: u64, name: &str) -> bool {
+        self.hash == hash && *self.name == *name
+    }
+}
+
+/// A channel changed since the last sync, and whether the connection holds it.
+struct Dirty {
+    name: Name,
+    held: bool,
 }
 
 /// The commands one round of a sync sends: the names are the ones in [`Desired`], not copies.
@@ -83,28 +108,69 @@ const SHRINK_RATIO: usize = 4;
 const MIN_CAPACITY: usize = 64;
 
 impl Desired {
+    /// Wants the broadcast channel (every mode receives it).
+    fn new() -> Self {
+        let mut desired = Self {
+            hasher: RandomState::new(),
+            wanted: HashTable::new(),
+            dirty: HashTable::new(),
+        };
+        let hash = desired.hasher.hash_one(Channel::BROADCAST);
+        desired.wanted.insert_unique(
+            hash,
+            Name {
+                hash,
+                name: Arc::from(Channel::BROADCAST),
+            },
+            |n| n.hash,
+        );
+        desired
+    }
+
+    /// The wanted name `name`, if it is wanted.
+    #[cfg(test)]
+    fn wanted(&self, name: &str) -> Option<&Arc<str>> {
+        let hash = self.hasher.hash_one(name);
+        self.wanted
+            .find(hash, |n| n.is(hash, name))
+            .map(|n| &n.name)
+    }
+
     /// Records that `name` is now wanted (or not), and whether that changed anything.
     fn set(&mut self, name: &str, wanted: bool) -> bool {
-        let name = if wanted {
-            if self.wanted.contains(name) {
+        let hash = self.hasher.hash_one(name);
+        let shared = if wanted {
+            let Entry::Vacant(slot) = self.wanted.entry(hash, |n| n.is(hash, name), |n| n.hash)
+            else {
                 return false;
-            }
+            };
             // A channel still dirty keeps its allocation, so the names stay shared.
-            let name = match self.dirty.get_key_value(name) {
-                Some((name, _)) => name.clone(),
+            let shared = match self.dirty.find(hash, |d| d.name.is(hash, name)) {
+                Some(dirty) => dirty.name.name.clone(),
                 None => Arc::from(name),
             };
-            self.wanted.insert(name.clone());
-            name
+            slot.insert(Name {
+                hash,
+                name: shared.clone(),
+            });
+            shared
         } else {
-            match self.wanted.take(name) {
-                Some(name) => name,
-                None => return false,
+            match self.wanted.find_entry(hash, |n| n.is(hash, name)) {
+                Ok(found) => found.remove().0.name,
+                Err(_) => return false,
             }
         };
         // The first change since the last sync records what the connection holds: the state
         // before this change.
-        self.dirty.entry(name).or_insert(!wanted);
+        if let Entry::Vacant(slot) =
+            self.dirty
+                .entry(hash, |d| d.name.is(hash, name), |d| d.name.hash)
+        {
+            slot.insert(Dirty {
+                name: Name { hash, name: shared },
+                held: !wanted,
+            });
+        }
         true
     }
 
@@ -113,22 +179,26 @@ impl Desired {
     /// by one batch whatever the churn.
     fn take_changes(&mut self) -> Changes {
         let mut changes = Changes::default();
-        for (name, held) in self.dirty.extract_if(|_, _| true).take(SUBSCRIBE_BATCH) {
-            match (self.wanted.contains(&name), held) {
-                (true, false) => changes.add.push(name),
-                (false, true) => changes.remove.push(name),
+        let Self { wanted, dirty, .. } = self;
+        for Dirty { name, held } in dirty.extract_if(|_| true).take(SUBSCRIBE_BATCH) {
+            let is_wanted = wanted
+                .find(name.hash, |n| n.is(name.hash, &name.name))
+                .is_some();
+            match (is_wanted, held) {
+                (true, false) => changes.add.push(name.name),
+                (false, true) => changes.remove.push(name.name),
                 _ => {}
             }
         }
         changes.more = !self.dirty.is_empty();
         if !changes.more {
-            self.dirty.shrink_to(SUBSCRIBE_BATCH);
+            self.dirty.shrink_to(SUBSCRIBE_BATCH, |d| d.name.hash);
         }
         if self.wanted.capacity() > MIN_CAPACITY
             && self.wanted.len() < self.wanted.capacity() / SHRINK_RATIO
         {
             self.wanted
-                .shrink_to(MIN_CAPACITY.max(self.wanted.len() * 2));
+                .shrink_to(MIN_CAPACITY.max(self.wanted.len() * 2), |n| n.hash);
         }
         changes
     }
@@ -136,20 +206,16 @@ impl Desired {
     /// Takes everything wanted, for a new connection that holds nothing yet.
     fn take_all(&mut self) -> Vec<Arc<str>> {
         self.dirty.clear();
-        self.dirty.shrink_to(SUBSCRIBE_BATCH);
-        self.wanted.iter().cloned().collect()
+        self.dirty.shrink_to(SUBSCRIBE_BATCH, |d| d.name.hash);
+        self.wanted.iter().map(|n| n.name.clone()).collect()
     }
 }
 
 impl SubShared {
     pub(super) fn new(mode: SubscriptionMode) -> Self {
-        let wanted = HashSet::from([Arc::from(Channel::BROADCAST)]);
         Self {
             mode,
-            desired: Mutex::new(Desired {
-                wanted,
-                dirty: HashMap::new(),
-            }),
+            desired: Mutex::new(Desired::new()),
             changed: Notify::new(),
             ready: watch::Sender::new(false),
             stop: watch::Sender::new(false),
@@ -503,7 +569,7 @@ mod tests {
         shared.set_interest(&room, true);
         shared.set_interest(&Channel::Broadcast, false);
         let d = lock(&shared.desired);
-        assert!(d.wanted.contains("ws:room:r") && d.wanted.contains("ws:broadcast"));
+        assert!(d.wanted("ws:room:r").is_some() && d.wanted("ws:broadcast").is_some());
         assert_eq!(d.dirty.len(), 1);
         drop(d);
         let pattern = SubShared::new(SubscriptionMode::Pattern);
@@ -540,10 +606,7 @@ mod tests {
             let d = lock(&shared.desired);
             assert!(d.dirty.is_empty());
             for name in &changes.add {
-                let kept = d
-                    .wanted
-                    .get(&**name)
-                    .expect("a synced channel stays wanted");
+                let kept = d.wanted(name).expect("a synced channel stays wanted");
                 assert!(Arc::ptr_eq(kept, name));
                 assert_eq!(Arc::strong_count(name), 2);
             }
