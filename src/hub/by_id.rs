@@ -31,6 +31,14 @@ struct Slot<T> {
     value: T,
 }
 
+impl<T: HasId> Slot<T> {
+    /// Whether this is the entry of `id`, whose hash is `hash`: the id is read only when the
+    /// hashes match.
+    fn is(&self, hash: u64, id: &str) -> bool {
+        self.hash == hash && self.value.id() == id
+    }
+}
+
 /// A set of `T`s, at most one per id, hashed with `S` (see the module docs).
 ///
 /// SECURITY: `S` must resist chosen keys wherever peers choose the ids ([`ById`] is for the
@@ -58,10 +66,7 @@ impl<T: HasId, S: BuildHasher> IdTable<T, S> {
     pub(super) fn insert(&mut self, value: T) -> bool {
         let hash = self.hash(value.id());
         let id = value.id();
-        match self
-            .table
-            .entry(hash, |s| s.hash == hash && s.value.id() == id, |s| s.hash)
-        {
+        match self.table.entry(hash, |s| s.is(hash, id), |s| s.hash) {
             Entry::Occupied(_) => false,
             Entry::Vacant(slot) => {
                 slot.insert(Slot { hash, value });
@@ -73,33 +78,27 @@ impl<T: HasId, S: BuildHasher> IdTable<T, S> {
     /// The entry of id `id`, made by `make` if there is none.
     pub(super) fn get_or_insert_with(&mut self, id: &str, make: impl FnOnce() -> T) -> &mut T {
         let hash = self.hash(id);
-        let slot =
-            match self
-                .table
-                .entry(hash, |s| s.hash == hash && s.value.id() == id, |s| s.hash)
-            {
-                Entry::Occupied(found) => found.into_mut(),
-                Entry::Vacant(slot) => slot
-                    .insert(Slot {
-                        hash,
-                        value: make(),
-                    })
-                    .into_mut(),
-            };
+        let slot = match self.table.entry(hash, |s| s.is(hash, id), |s| s.hash) {
+            Entry::Occupied(found) => found.into_mut(),
+            Entry::Vacant(slot) => slot
+                .insert(Slot {
+                    hash,
+                    value: make(),
+                })
+                .into_mut(),
+        };
         &mut slot.value
     }
 
     pub(super) fn get(&self, id: &str) -> Option<&T> {
         let hash = self.hash(id);
-        self.table
-            .find(hash, |s| s.hash == hash && s.value.id() == id)
-            .map(|s| &s.value)
+        self.table.find(hash, |s| s.is(hash, id)).map(|s| &s.value)
     }
 
     pub(super) fn get_mut(&mut self, id: &str) -> Option<&mut T> {
         let hash = self.hash(id);
         self.table
-            .find_mut(hash, |s| s.hash == hash && s.value.id() == id)
+            .find_mut(hash, |s| s.is(hash, id))
             .map(|s| &mut s.value)
     }
 
@@ -110,10 +109,7 @@ impl<T: HasId, S: BuildHasher> IdTable<T, S> {
     /// Takes out the entry of id `id`.
     pub(super) fn remove(&mut self, id: &str) -> Option<T> {
         let hash = self.hash(id);
-        let found = self
-            .table
-            .find_entry(hash, |s| s.hash == hash && s.value.id() == id)
-            .ok()?;
+        let found = self.table.find_entry(hash, |s| s.is(hash, id)).ok()?;
         Some(found.remove().0.value)
     }
 

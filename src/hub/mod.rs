@@ -198,6 +198,12 @@ impl HasId for Entry {
     }
 }
 
+impl Entry {
+    fn room_count(&self) -> usize {
+        self.rooms.len() + usize::from(self.own_room)
+    }
+}
+
 /// A user's sessions on this instance (usually one, kept inline).
 struct Sessions {
     user: Box<str>,
@@ -207,12 +213,6 @@ struct Sessions {
 impl HasId for Sessions {
     fn id(&self) -> &str {
         &self.user
-    }
-}
-
-impl Entry {
-    fn room_count(&self) -> usize {
-        self.rooms.len() + usize::from(self.own_room)
     }
 }
 
