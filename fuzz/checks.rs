@@ -17,6 +17,7 @@ use sealcast::crypto::v2::{
     REKEY_INTERVAL, Sealer, ServerHandshake, ServerSigningKey,
 };
 use sealcast::crypto::{CryptoError, KeyPair, PublicKey, V1Key};
+use sealcast::protocol::websocket as ws;
 use sealcast::protocol::{Channel, Envelope, InboundFrame, Limits, encode_frame};
 
 /// The fixed AES-256 key `v1_open` opens and seals with (its seeds were sealed under it).
@@ -281,4 +282,91 @@ pub fn v2_record(data: &[u8]) -> bool {
         assert_eq!(opener.next_seq(), opened);
     }
     opened > 0
+}
+
+/// The largest message `websocket_decode` accepts: small, so inputs reach the size limit.
+pub const WS_FUZZ_MAX_PAYLOAD: usize = 4096;
+
+/// Decodes `input` to its end: each outcome (what a frame completed, or the error that ends
+/// it), and how many bytes were taken. `feed` bytes are added to the buffer at a time, as
+/// reads would (`usize::MAX`: all at once).
+fn ws_decode_all(
+    input: &[u8],
+    feed: usize,
+) -> (Vec<Result<Option<ws::Incoming>, ws::DecodeError>>, usize) {
+    let mut decoder = ws::Decoder::new(WS_FUZZ_MAX_PAYLOAD);
+    let (mut outcomes, mut buf, mut taken, mut fed) = (Vec::new(), Vec::new(), 0, 0);
+    loop {
+        match decoder.decode(&buf) {
+            Ok(ws::Decoded::Frame(n, incoming)) => {
+                assert!(n > 0 && n <= buf.len(), "a frame takes bytes it was given");
+                buf.drain(..n);
+                taken += n;
+                outcomes.push(Ok(incoming));
+            }
+            Ok(ws::Decoded::Incomplete) if fed < input.len() => {
+                let more = feed.min(input.len() - fed);
+                buf.extend_from_slice(&input[fed..fed + more]);
+                fed += more;
+            }
+            Ok(ws::Decoded::Incomplete) => return (outcomes, taken),
+            Err(e) => {
+                outcomes.push(Err(e));
+                return (outcomes, taken);
+            }
+        }
+    }
+}
+
+/// `websocket_decode`: [`ws::Decoder`] never panics on any bytes; reading them in 7-byte or
+/// 1-byte pieces gives exactly what reading them whole gives (an incomplete frame is decided
+/// the same once its bytes arrive); every message respects the limit, every ping payload
+/// fits a control frame; and a message re-sent as masked frames (whole, and in two fragments
+/// with a ping between) decodes back to itself. Accepted: a message or control frame decoded.
+pub fn websocket_decode(data: &[u8]) -> bool {
+    let whole = ws_decode_all(data, usize::MAX);
+    for feed in [7, 1] {
+        assert_eq!(ws_decode_all(data, feed), whole, "pieces of {feed} bytes");
+    }
+    let mut accepted = false;
+    for outcome in whole.0 {
+        let Ok(Some(incoming)) = outcome else { continue };
+        accepted = true;
+        let (opcode, payload) = match &incoming {
+            ws::Incoming::Text(text) => (ws::opcode::TEXT, text.as_bytes()),
+            ws::Incoming::Binary(bytes) => (ws::opcode::BINARY, bytes.as_slice()),
+            ws::Incoming::Ping(payload) => {
+                assert!(payload.len() <= 125, "a ping's payload fits its pong");
+                continue;
+            }
+            ws::Incoming::Pong | ws::Incoming::Close(_) => continue,
+        };
+        assert!(payload.len() <= WS_FUZZ_MAX_PAYLOAD, "a message within the limit");
+        let again = ws::client_frame(true, opcode, payload, [1, 2, 3, 4]);
+        let mut decoder = ws::Decoder::new(WS_FUZZ_MAX_PAYLOAD);
+        assert_eq!(
+            decoder.decode(&again),
+            Ok(ws::Decoded::Frame(again.len(), Some(incoming.clone())))
+        );
+        let cut = payload.len() / 2;
+        let mut fragments = ws::client_frame(false, opcode, &payload[..cut], [9, 9, 9, 9]);
+        fragments.extend(ws::client_frame(true, ws::opcode::PING, b"between", [5, 6, 7, 8]));
+        fragments.extend(ws::client_frame(
+            true,
+            ws::opcode::CONTINUATION,
+            &payload[cut..],
+            [0, 0, 0, 1],
+        ));
+        let (outcomes, taken) = ws_decode_all(&fragments, usize::MAX);
+        assert_eq!(taken, fragments.len());
+        assert_eq!(
+            outcomes,
+            [
+                Ok(None),
+                Ok(Some(ws::Incoming::Ping(b"between".to_vec()))),
+                Ok(Some(incoming))
+            ]
+        );
+    }
+    accepted
 }

@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("public_key_import", public_key_import),
     ("v2_handshake", v2_handshake),
     ("v2_record", v2_record),
+    ("websocket_decode", websocket_decode),
 ];
 
 /// Fewest files a target's corpus may hold: the hand-made seeds alone are more.
@@ -116,6 +117,11 @@ fn v2_handshake_corpus() {
 #[test]
 fn v2_record_corpus() {
     replay("v2_record");
+}
+
+#[test]
+fn websocket_decode_corpus() {
+    replay("websocket_decode");
 }
 
 /// A new target cannot be added without a corpus replayed here (and the other way round).

@@ -7,6 +7,10 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server is shutting down, or the transport went idle.
     GoingAway,
+    /// 1002: the client's bytes broke the WebSocket protocol (RFC 6455).
+    ProtocolError,
+    /// 1007: a text message or close reason was not UTF-8.
+    InvalidPayload,
     /// 1008: a policy was violated (backpressure limit, rate limit).
     PolicyViolation,
     /// 1009: a frame exceeded the maximum payload length.
@@ -29,6 +33,8 @@ impl CloseCode {
         match self {
             Self::Normal => 1000,
             Self::GoingAway => 1001,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::PolicyViolation => 1008,
             Self::MessageTooBig => 1009,
             Self::TryAgainLater => 1013,
@@ -44,6 +50,8 @@ impl CloseCode {
         match self {
             Self::Normal => "Closed",
             Self::GoingAway => "Server shutting down",
+            Self::ProtocolError => "Protocol error",
+            Self::InvalidPayload => "Invalid frame payload data",
             Self::PolicyViolation => "Policy violation",
             Self::MessageTooBig => "Message too big",
             Self::TryAgainLater => "Try again later",

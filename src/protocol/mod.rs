@@ -1,6 +1,7 @@
-//! The wire format, with no I/O: inbound frame parsing with limits, outbound encoding done once
-//! per message, system events, close codes and the spec's exact error strings, validated room
-//! names, and the Redis envelope with its channel names.
+//! The wire format, with no I/O: the reading of WebSocket client frames (`websocket`), inbound
+//! frame parsing with limits, outbound encoding done once per message, system events, close
+//! codes and the spec's exact error strings, validated room names, and the Redis envelope with
+//! its channel names.
 //!
 //! Nothing here imports tokio, axum or redis (a test in this module checks it), so the parser can
 //! be fuzzed and unit-tested on its own.
@@ -11,6 +12,7 @@ mod event;
 mod frame;
 mod limits;
 mod room;
+pub mod websocket;
 
 pub use close::{CloseCode, ErrorMessage};
 pub use envelope::{Channel, EMITTER_SERVER_ID, Envelope, EnvelopeError, MessageType};

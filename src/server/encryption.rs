@@ -271,7 +271,7 @@ pub type TransformHookResult = HookResult<Option<Transformed>>;
 
 #[cfg(test)]
 mod tests {
-    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tungstenite::protocol::frame::FrameHeader;
 
     use super::*;
 

@@ -1,6 +1,6 @@
 //! [`Server::serve`]: the accept loop. A WebSocket opening handshake for the server's path is
 //! answered here, on the accepted socket, and the session runs in the connection's own task
-//! with nothing between the WebSocket codec and the socket. Every other request, and every
+//! with nothing between the WebSocket reader and the socket. Every other request, and every
 //! handshake this path declines, goes to the application's axum [`Router`] over hyper, the
 //! bytes already read included, so it is answered exactly as `axum::serve` would answer it
 //! (the handshake's refusals by [`Server::upgrade`]).
@@ -21,10 +21,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, watch},
 };
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{handshake::derive_accept_key, protocol::Role},
-};
+use tungstenite::handshake::derive_accept_key;
 
 use super::{
     Server, Shared,
@@ -221,13 +218,7 @@ async fn handshake(server: Server, http: Arc<Http>, mut stream: TcpStream) -> Op
         return None;
     }
     drop(head);
-    let socket = WebSocketStream::from_partially_read(
-        Transport::Left(stream),
-        early,
-        Role::Server,
-        Some(server.websocket_config()),
-    )
-    .await;
+    let socket = Socket::new(Transport::Left(stream), early, server.socket_config());
     Some((server.shared, Box::new(socket)))
 }
 

@@ -27,7 +27,6 @@ use axum::{
 use serde::Serialize;
 use serde_json::value::to_raw_value;
 use tokio::{sync::Notify, task::JoinHandle};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use builder::{BuildError, ServerBuilder};
 pub use encryption::{
@@ -44,7 +43,7 @@ use crate::{
     broker::{Broker, Delivery},
     hub::{CORK_DELIVERIES, ClientInfo, Cork, Hub, Outgoing, RoomError, Run},
     protocol::{CloseCode, Envelope, MessageType, RoomName},
-    session,
+    session::{self, SocketConfig},
 };
 use encryption::EncryptionConfig;
 use hooks::{ClientEvent as HookClientEvent, Hooks, call};
@@ -200,10 +199,6 @@ struct PendingRun {
     msgs: Vec<Arc<Outgoing>>,
 }
 
-/// The most the WebSocket codec may hold for a slow peer: it only ever writes control frames
-/// (at most 129 bytes each).
-const CONTROL_WRITE_BUFFER: usize = 4096;
-
 impl Server {
     /// A builder with the spec's defaults.
     pub fn builder() -> ServerBuilder {
@@ -357,7 +352,7 @@ impl Server {
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
         let shared = self.shared.clone();
-        ws.accept(self.websocket_config(), move |socket| {
+        ws.accept(self.socket_config(), move |socket| {
             session::run(shared, socket)
         })
     }
@@ -381,17 +376,13 @@ impl Server {
         !self.shared.shutting_down.load(Ordering::Acquire) && self.origin_allowed(origin)
     }
 
-    /// The codec's settings for an accepted connection.
-    pub(crate) fn websocket_config(&self) -> WebSocketConfig {
+    /// The WebSocket settings of an accepted connection.
+    pub(crate) fn socket_config(&self) -> SocketConfig {
         let t = &self.shared.options.transport;
-        // The codec writes only control frames (pongs, pings, close); data frames go to the
-        // stream from the connection's own batch buffer.
-        WebSocketConfig::default()
-            .max_message_size(Some(t.max_payload_length))
-            .max_frame_size(Some(t.max_payload_length))
-            .read_buffer_size(t.read_buffer_size)
-            .write_buffer_size(0)
-            .max_write_buffer_size(CONTROL_WRITE_BUFFER)
+        SocketConfig {
+            max_payload: t.max_payload_length,
+            read_chunk: t.read_buffer_size,
+        }
     }
 
     // ---- delivery (local) ----

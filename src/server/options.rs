@@ -8,7 +8,7 @@ use crate::protocol::Limits;
 /// Transport settings: what the spec passes to Bun's native WebSocket layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportOptions {
-    /// Largest inbound message in bytes, enforced by the WebSocket codec from the frame header,
+    /// Largest inbound message in bytes, enforced from each frame's header (`protocol::websocket`),
     /// before the payload is buffered; a larger one closes that client with 1009.
     /// Defaults to [`TransportOptions::MAX_PAYLOAD_LENGTH`] (128 KiB).
     pub max_payload_length: usize,
@@ -24,7 +24,8 @@ pub struct TransportOptions {
     /// Close a client (1008) instead of dropping frames when it hits the backpressure limit.
     /// Defaults to `false`.
     pub close_on_backpressure_limit: bool,
-    /// Size of the per-connection read buffer. Defaults to [`TransportOptions::READ_BUFFER_SIZE`].
+    /// Bytes asked of a connection's socket per read. Defaults to
+    /// [`TransportOptions::READ_BUFFER_SIZE`].
     pub read_buffer_size: usize,
     /// Outbound bytes assembled before a write: a batch larger than this goes to the socket in
     /// several writes. Defaults to [`TransportOptions::WRITE_BUFFER_SIZE`].
@@ -38,11 +39,11 @@ impl TransportOptions {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default for [`TransportOptions::backpressure_limit`]: 1 MiB.
     pub const BACKPRESSURE_LIMIT: usize = 1024 * 1024;
-    /// Default for [`TransportOptions::read_buffer_size`]: 512 bytes. The buffer is allocated
-    /// up front for every connection, and client frames are small (axum's default is 128 KiB,
-    /// which would dominate the memory of idle connections); larger frames are read in several
-    /// chunks.
-    pub const READ_BUFFER_SIZE: usize = 512;
+    /// Default for [`TransportOptions::read_buffer_size`]: 4 KiB. Reads go into a buffer of
+    /// the worker thread's, so the size costs no memory per connection: a connection keeps
+    /// bytes of its own only for a frame that has not arrived whole. Larger frames are read in
+    /// several chunks.
+    pub const READ_BUFFER_SIZE: usize = 4096;
     /// Default for [`TransportOptions::write_buffer_size`]: 64 KiB. Batches are assembled in a
     /// buffer of the worker thread's, not the connection's; a sealed delivery is about twice
     /// the bytes of a plaintext one, and at 16 KiB a sealed fan-out made twice the `send`

@@ -3,7 +3,7 @@
 //!
 //! axum's own `WebSocketUpgrade` yields a socket that only takes whole messages; sealcast
 //! writes pre-framed bytes to the stream (one copy per receiver, one write per batch), so it
-//! takes the upgraded connection itself and runs the same codec (tokio-tungstenite) over it.
+//! takes the upgraded connection itself and runs the same socket (`session::socket`) over it.
 
 use axum::{
     extract::FromRequestParts,
@@ -11,12 +11,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig},
-};
+use tungstenite::handshake::derive_accept_key;
 
-use crate::session::{Socket, Transport};
+use crate::session::{Socket, SocketConfig, Transport};
 
 /// A WebSocket opening handshake, ready to be accepted: take it as a handler argument and pass
 /// it to [`Server::upgrade`](super::Server::upgrade).
@@ -173,7 +170,7 @@ impl Upgrade {
     /// Answers `101 Switching Protocols` and, once hyper hands over the connection, runs
     /// `serve` on it as a WebSocket with `config` (a task of its own; the socket is boxed so
     /// the task's future does not hold it twice).
-    pub(crate) fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    pub(crate) fn accept<F, Fut>(self, config: SocketConfig, serve: F) -> Response
     where
         F: FnOnce(Box<Socket>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -197,20 +194,14 @@ impl Upgrade {
     }
 }
 
-/// Waits for hyper to hand over the connection and puts the WebSocket codec on it.
-async fn open(
-    on_upgrade: hyper::upgrade::OnUpgrade,
-    config: WebSocketConfig,
-) -> Option<Box<Socket>> {
+/// Waits for hyper to hand over the connection and opens the WebSocket on it.
+async fn open(on_upgrade: hyper::upgrade::OnUpgrade, config: SocketConfig) -> Option<Box<Socket>> {
     match on_upgrade.await {
-        Ok(upgraded) => Some(Box::new(
-            WebSocketStream::from_raw_socket(
-                Transport::Right(TokioIo::new(upgraded)),
-                Role::Server,
-                Some(config),
-            )
-            .await,
-        )),
+        Ok(upgraded) => Some(Box::new(Socket::new(
+            Transport::Right(TokioIo::new(upgraded)),
+            Vec::new(),
+            config,
+        ))),
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket upgrade failed");
             None

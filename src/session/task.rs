@@ -10,29 +10,26 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use futures_util::FutureExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::{io::AsyncWriteExt as _, time::Instant};
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{
-        self, Message, Utf8Bytes,
-        protocol::{CloseFrame, frame::coding::CloseCode as WireCloseCode},
-    },
-};
+use tokio::time::Instant;
 
 use super::{
     Outbox,
     channel::{Channel, Inbound},
     outbox::{Next, Queued},
+    socket::{ReadError, Socket},
     state::{Action, Admit, AuthResult, ClientState, Session},
     wire,
 };
 use crate::{
     crypto::v2,
     hub::{Client, Hub, Identity, Outgoing, Sealer},
-    protocol::{CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system_into},
+    protocol::{
+        CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system_into,
+        websocket::{DecodeError, Incoming},
+    },
     server::{
         Shared, TransportOptions,
         encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
@@ -54,10 +51,6 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The upgraded connection: the WebSocket codec reads frames, answers pings and does the
-/// closing handshake; outbound data frames are written to its stream directly (`wire`).
-pub(crate) type Socket = WebSocketStream<super::Transport>;
-
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 
 /// How the authenticate step ended.
@@ -77,7 +70,7 @@ enum AuthOutcome {
 /// The connection's state lives in one heap allocation (`Box<Connection>`, the socket
 /// included), so the task's future holds only what waits: the outbox, the read, the timer.
 pub(crate) async fn run(shared: Arc<Shared>, socket: Box<Socket>) {
-    let mut conn = Connection::open(shared, socket);
+    let mut conn = Connection::open(shared, *socket);
     let ended_by_us = conn.serve().await;
     conn.close(ended_by_us);
     Box::pin(conn.shared.report_disconnect(&conn.client)).await;
@@ -121,7 +114,7 @@ enum Wake {
     /// Authentication finished (boxed: the outcome is large and rare).
     Auth(Box<AuthOutcome>),
     /// Something arrived from the peer (or the stream ended).
-    Read(Option<Result<Message, tungstenite::Error>>),
+    Read(Option<Result<Incoming, ReadError>>),
     /// The connection's one timer fired: auth deadline, transport ping or idle check.
     Timer,
 }
@@ -149,6 +142,12 @@ enum Flow {
     Authenticating(AuthFuture),
     /// The connection ended; true when the server ended it.
     Ended(bool),
+}
+
+/// A message's payload as read.
+enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
 }
 
 /// What a read asks the connection to do next.
@@ -220,7 +219,7 @@ impl Timers {
 
 impl Connection {
     /// Registers a new client for `socket` and builds its connection state.
-    fn open(shared: Arc<Shared>, socket: Box<Socket>) -> Box<Self> {
+    fn open(shared: Arc<Shared>, socket: Socket) -> Box<Self> {
         shared.sessions.fetch_add(1, Ordering::AcqRel);
         Counters::add(&shared.hub.counters.connections_opened, 1);
         let transport = &shared.options.transport;
@@ -258,7 +257,7 @@ impl Connection {
         );
         let timers = Timers::new(Instant::now(), transport);
         Box::new(Self {
-            socket: *socket,
+            socket,
             session,
             shared,
             client,
@@ -402,30 +401,38 @@ impl Connection {
     }
 
     /// Takes one read from the socket as far as the action it asks for, without waiting.
-    fn on_read(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Read {
-        // A text message was checked as UTF-8 by the codec already.
-        let (bytes, text) = match msg {
-            Some(Ok(Message::Text(text))) => (text.clone().into(), Some(text)),
-            Some(Ok(Message::Binary(bin))) => (bin, None),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+    fn on_read(&mut self, msg: Option<Result<Incoming, ReadError>>) -> Read {
+        let payload = match msg {
+            Some(Ok(Incoming::Text(text))) => Payload::Text(text),
+            Some(Ok(Incoming::Binary(bin))) => Payload::Binary(bin),
+            Some(Ok(Incoming::Ping(_) | Incoming::Pong)) => {
                 self.timers.last_read = Instant::now();
                 return Read::Continue;
             }
-            Some(Ok(Message::Close(_))) => {
-                // Complete the closing handshake before dropping the socket.
+            Some(Ok(Incoming::Close(_))) => {
+                // Complete the closing handshake (the close frame echoes the client's code).
                 self.client.outbox.close_by_peer();
                 return Read::Finish;
             }
             None => return Read::Ended,
-            Some(Err(tungstenite::Error::Capacity(_))) => {
-                tracing::debug!(client = %self.client.id, "frame over max payload length");
-                self.client.outbox.close(CloseCode::MessageTooBig);
+            Some(Err(ReadError::Decode(e))) => {
+                tracing::debug!(client = %self.client.id, error = %e, "unreadable frame");
+                let code = match e {
+                    DecodeError::TooBig => CloseCode::MessageTooBig,
+                    DecodeError::Protocol(_) => CloseCode::ProtocolError,
+                    DecodeError::InvalidUtf8 => CloseCode::InvalidPayload,
+                };
+                self.client.outbox.close(code);
                 return Read::Finish;
             }
-            Some(Err(e)) => {
+            Some(Err(ReadError::Io(e))) => {
                 tracing::debug!(client = %self.client.id, error = %e, "read error");
                 return Read::Ended;
             }
+        };
+        let bytes = match &payload {
+            Payload::Text(text) => text.as_bytes(),
+            Payload::Binary(bin) => bin,
         };
         self.timers.last_read = Instant::now();
         Counters::add(&self.shared.hub.counters.frames_in, 1);
@@ -434,7 +441,7 @@ impl Connection {
         // and kill the channel. Opening is bounded by the frame size limit; a plaintext
         // channel passes frames through untouched.
         let opened;
-        let (frame, passed_through): (&[u8], bool) = match self.channel.inbound(&bytes) {
+        let (frame, passed_through): (&[u8], bool) = match self.channel.inbound(bytes) {
             Inbound::Plain(frame) => (frame, true),
             Inbound::Opened(plaintext) => {
                 opened = plaintext;
@@ -471,9 +478,9 @@ impl Connection {
         }
         self.client.touch(self.shared.hub.clock.now_ms());
         let limits = &self.shared.options.limits;
-        let parsed = match &text {
+        let parsed = match &payload {
             // The frame is the text message itself: no second UTF-8 check.
-            Some(text) if passed_through => InboundFrame::parse_str(text, limits),
+            Payload::Text(text) if passed_through => InboundFrame::parse_str(text, limits),
             _ => InboundFrame::parse(frame, limits),
         };
         Read::Perform(self.session.on_frame(parsed, Instant::now()))
@@ -1076,11 +1083,7 @@ impl Writer {
 
     /// Sends a transport ping; false if the socket failed.
     async fn ping(&mut self, socket: &mut Socket) -> bool {
-        let sent = tokio::time::timeout(
-            self.cfg.write_timeout,
-            socket.send(Message::Ping(Default::default())),
-        )
-        .await;
+        let sent = tokio::time::timeout(self.cfg.write_timeout, socket.ping()).await;
         matches!(sent, Ok(Ok(())))
     }
 
@@ -1249,23 +1252,17 @@ fn hand_over(socket: &mut Socket, buf: &mut Vec<u8>, spill: &mut Vec<u8>) -> Opt
     Some(blocked)
 }
 
-/// One write attempt that never waits: how many bytes the socket took (0 if the codec still
-/// holds a control frame or the socket is full), or `None` if the socket failed.
+/// One write attempt that never waits: how many bytes the socket took (0 if a control frame
+/// is still queued or the socket is full), or `None` if the socket failed.
 fn try_write_now(socket: &mut Socket, bytes: &[u8]) -> Option<usize> {
-    match socket.flush().now_or_never() {
-        Some(Ok(())) => {}
-        Some(Err(_)) => return None,
-        None => return Some(0),
-    }
-    match socket.get_mut().write(bytes).now_or_never() {
+    match std::future::poll_fn(|cx| socket.poll_write(cx, bytes)).now_or_never() {
         Some(Ok(0)) | Some(Err(_)) => None,
         Some(Ok(n)) => Some(n),
         None => Some(0),
     }
 }
 
-/// Writes complete frames to the socket, after anything the codec itself still holds (a pong,
-/// say). The usual case, a socket that takes everything at once, arms no timer; otherwise the
+/// Writes complete frames to the socket, after any control frame still queued (a pong, say). The usual case, a socket that takes everything at once, arms no timer; otherwise the
 /// batch's deadline is armed (once per batch) and the write waits for it at most.
 async fn write_wire(
     socket: &mut Socket,
@@ -1279,8 +1276,7 @@ async fn write_wire(
         None => return false,
     };
     let at = *deadline.get_or_insert_with(|| Instant::now() + limit);
-    let slow =
-        async { socket.flush().await.is_ok() && socket.get_mut().write_all(rest).await.is_ok() };
+    let slow = async { socket.write_all(rest).await.is_ok() };
     // Boxed: the timer and the wait exist only for a socket that blocked, not in every
     // connection's task.
     matches!(Box::pin(tokio::time::timeout_at(at, slow)).await, Ok(true))
@@ -1305,16 +1301,7 @@ const SEALS_PER_YIELD: usize = 256;
 
 /// Sends a close frame (or, if the peer closed first, the echo of its close frame).
 async fn send_close(socket: &mut Socket, code: CloseCode, limit: Duration) {
-    let frame = CloseFrame {
-        code: WireCloseCode::from(code.code()),
-        reason: Utf8Bytes::from_static(code.reason()),
-    };
-    let sent = tokio::time::timeout(limit, socket.send(Message::Close(Some(frame)))).await;
-    if matches!(sent, Ok(Err(_))) {
-        // The peer closed first: the WebSocket layer queued the echo of its close frame and
-        // refuses a new one; flushing sends the echo.
-        let _ = tokio::time::timeout(limit, socket.flush()).await;
-    }
+    let _ = tokio::time::timeout(limit, socket.close(code.code(), code.reason())).await;
 }
 
 /// Passes one message through the application's outbound transformer and appends the frame

@@ -2,11 +2,10 @@
 //!
 //! Server frames are never masked, so the complete frame (header and payload) of a message is
 //! the same for every receiver. The fan-out frames a plaintext message once and copies those
-//! bytes into each receiver's outbox; the writer hands whole batches to the socket without
-//! going through the WebSocket codec per frame (the codec still reads, answers pings and
-//! closes: see `task`).
+//! bytes into each receiver's outbox; the writer hands whole batches to the socket as they are
+//! (`session::socket` reads, and writes the control frames ahead of them).
 
-use tokio_tungstenite::tungstenite::protocol::frame::{
+use tungstenite::protocol::frame::{
     FrameHeader,
     coding::{Data, OpCode},
 };
@@ -83,7 +82,7 @@ pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+    use tungstenite::protocol::frame::{Frame, FrameHeader};
 
     /// Our bytes parse back as the frame tungstenite itself would write, at each length format.
     #[test]

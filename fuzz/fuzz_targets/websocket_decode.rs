@@ -1,0 +1,6 @@
+//! `websocket_decode`: `websocket_decode` in `fuzz/checks.rs` says what must hold.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    sealcast_fuzz::websocket_decode(data);
+});

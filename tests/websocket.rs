@@ -1,0 +1,319 @@
+//! The server's WebSocket layer seen from raw bytes on a socket: client pings, fragmented
+//! messages with control frames between them, frames split across writes or sent with the
+//! request head, the closing handshake's echo, and the close codes of broken input (1002,
+//! 1007, 1009), through both `Server::serve` and the axum `Upgrade` path.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, serve_axum, spawn, test_builder};
+use sealcast::{
+    TransportOptions,
+    protocol::websocket::{
+        client_frame,
+        opcode::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT},
+    },
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+const MASK: [u8; 4] = [0xa1, 0x0b, 0x5c, 0x77];
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A client speaking frames by hand over a plain TCP socket.
+struct Raw {
+    tcp: TcpStream,
+    read: Vec<u8>,
+}
+
+/// A server frame: final bit, opcode, payload.
+#[derive(Debug, PartialEq)]
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+fn upgrade_request(srv: &TestServer) -> Vec<u8> {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        srv.server.path(),
+        srv.addr
+    )
+    .into_bytes()
+}
+
+impl Raw {
+    /// Connects and upgrades; `early` goes out in the same write as the request head.
+    async fn connect_with(srv: &TestServer, early: &[u8]) -> Self {
+        let mut tcp = TcpStream::connect(srv.addr).await.expect("connect");
+        let mut request = upgrade_request(srv);
+        request.extend_from_slice(early);
+        tcp.write_all(&request).await.expect("write");
+        let mut raw = Self {
+            tcp,
+            read: Vec::new(),
+        };
+        let end = loop {
+            if let Some(at) = raw.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            raw.fill().await;
+        };
+        let head = String::from_utf8_lossy(&raw.read[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        raw.read.drain(..end);
+        raw
+    }
+
+    async fn connect(srv: &TestServer) -> Self {
+        Self::connect_with(srv, &[]).await
+    }
+
+    async fn fill(&mut self) -> usize {
+        let mut buf = [0; 4096];
+        let n = timeout(WAIT, self.tcp.read(&mut buf))
+            .await
+            .expect("the server answers in time")
+            .expect("read");
+        self.read.extend_from_slice(&buf[..n]);
+        n
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.expect("write");
+    }
+
+    async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.send(&client_frame(fin, opcode, payload, MASK)).await;
+    }
+
+    /// The next server frame; `None` when the server closed the TCP connection.
+    async fn frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.read) {
+                self.read.drain(..used);
+                return Some(frame);
+            }
+            if self.fill().await == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next text frame's JSON, skipping pings.
+    async fn event(&mut self) -> Value {
+        loop {
+            let frame = self.frame().await.expect("a frame");
+            if frame.opcode == PING {
+                continue;
+            }
+            assert_eq!(frame.opcode, TEXT, "{frame:?}");
+            return serde_json::from_slice(&frame.payload).expect("JSON");
+        }
+    }
+
+    /// The close frame's code, and whether the server then closed the connection.
+    async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let frame = self.frame().await?;
+            if frame.opcode == CLOSE {
+                assert!(frame.fin);
+                let code = frame
+                    .payload
+                    .get(..2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                assert_eq!(self.frame().await, None, "nothing follows the close frame");
+                return code;
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, token: &str) -> Value {
+        let auth = format!(r#"{{"event":"authenticate","data":{{"token":"{token}"}}}}"#);
+        self.send_frame(true, TEXT, auth.as_bytes()).await;
+        let connected = self.event().await;
+        assert_eq!(connected["event"], "connected", "{connected}");
+        connected
+    }
+}
+
+/// One unmasked server frame from the start of `bytes`, and its length.
+fn parse_server_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
+    let [b0, b1, ..] = *bytes else { return None };
+    assert_eq!(b1 & 0x80, 0, "server frames are not masked");
+    let (len, at) = match b1 & 0x7F {
+        126 => (
+            usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])),
+            4,
+        ),
+        127 => (
+            usize::try_from(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)).ok()?,
+            10,
+        ),
+        n => (usize::from(n), 2),
+    };
+    let payload = bytes.get(at..at + len)?.to_vec();
+    let frame = Frame {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0F,
+        payload,
+    };
+    Some((frame, at + len))
+}
+
+/// A server through `Server::serve`, and one through axum and the `Upgrade` extractor.
+async fn both_paths() -> [TestServer; 2] {
+    let axum = serve_axum(test_builder().build().await.expect("builds")).await;
+    [spawn(test_builder()).await, axum]
+}
+
+#[tokio::test]
+async fn a_client_ping_gets_its_pong_with_the_same_payload() {
+    for srv in both_paths().await {
+        let mut c = Raw::connect(&srv).await;
+        c.send_frame(true, PING, b"are you there").await;
+        let pong = c.frame().await.expect("pong");
+        assert_eq!(
+            pong,
+            Frame {
+                fin: true,
+                opcode: PONG,
+                payload: b"are you there".to_vec()
+            }
+        );
+        // The connection goes on.
+        c.authenticate("pinger").await;
+    }
+}
+
+#[tokio::test]
+async fn a_fragmented_message_with_a_ping_between_its_fragments() {
+    let srv = spawn(test_builder()).await;
+    let mut c = Raw::connect(&srv).await;
+    let auth = br#"{"event":"authenticate","data":{"token":"fragmented"}}"#;
+    c.send_frame(false, TEXT, &auth[..10]).await;
+    c.send_frame(true, PING, b"mid").await;
+    c.send_frame(false, CONTINUATION, &auth[10..30]).await;
+    c.send_frame(true, CONTINUATION, &auth[30..]).await;
+    let pong = c.frame().await.expect("pong");
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (PONG, &b"mid"[..]));
+    let connected = c.event().await;
+    assert_eq!(connected["event"], "connected");
+    assert_eq!(connected["data"]["userId"], "fragmented");
+}
+
+#[tokio::test]
+async fn frames_split_byte_by_byte_and_frames_sent_with_the_request_head() {
+    let srv = spawn(test_builder()).await;
+    // Byte by byte, each its own write.
+    let mut c = Raw::connect(&srv).await;
+    let auth = client_frame(
+        true,
+        TEXT,
+        br#"{"event":"authenticate","data":{"token":"slow"}}"#,
+        MASK,
+    );
+    for byte in &auth {
+        c.send(std::slice::from_ref(byte)).await;
+        c.tcp.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(c.event().await["event"], "connected");
+    // Authenticate and join in the request head's own packet.
+    let mut early = client_frame(
+        true,
+        TEXT,
+        br#"{"event":"authenticate","data":{"token":"early"}}"#,
+        MASK,
+    );
+    early.extend(client_frame(
+        true,
+        TEXT,
+        br#"{"event":"join","data":{"rooms":["lobby"]}}"#,
+        MASK,
+    ));
+    let mut e = Raw::connect_with(&srv, &early).await;
+    assert_eq!(e.event().await["event"], "connected");
+    assert!(common::eventually(|| srv.server.clients_by_room("lobby").len() == 1).await);
+}
+
+#[tokio::test]
+async fn the_close_frame_echoes_the_clients_code() {
+    for srv in both_paths().await {
+        let mut c = Raw::connect(&srv).await;
+        c.authenticate("closer").await;
+        c.send_frame(true, CLOSE, b"\x0f\xa0bye").await;
+        assert_eq!(c.close_code().await, Some(4000));
+        // A close without a code is answered without one.
+        let mut bare = Raw::connect(&srv).await;
+        bare.send_frame(true, CLOSE, b"").await;
+        assert_eq!(bare.close_code().await, None);
+    }
+}
+
+#[tokio::test]
+async fn broken_frames_close_with_1002_and_invalid_text_with_1007() {
+    let srv = spawn(test_builder()).await;
+    let mut neighbour = Raw::connect(&srv).await;
+    neighbour.authenticate("neighbour").await;
+    let protocol_errors: [Vec<u8>; 6] = [
+        // Not masked.
+        vec![0x81, 0x02, b'h', b'i'],
+        // A reserved bit (no extension was negotiated).
+        client_frame(true, TEXT | 0x40, b"x", MASK),
+        // An opcode RFC 6455 does not define.
+        client_frame(true, 0x3, b"x", MASK),
+        // A continuation with no message under way.
+        client_frame(true, CONTINUATION, b"x", MASK),
+        // A control frame over 125 bytes.
+        client_frame(true, PING, &[0; 126], MASK),
+        // A close code no endpoint may send.
+        client_frame(true, CLOSE, &1005u16.to_be_bytes(), MASK),
+    ];
+    for frame in protocol_errors {
+        let mut c = Raw::connect(&srv).await;
+        c.send(&frame).await;
+        assert_eq!(c.close_code().await, Some(1002), "{frame:?}");
+    }
+    for frame in [
+        client_frame(true, TEXT, b"{\"event\":\"\xff\"}", MASK),
+        client_frame(true, CLOSE, b"\x03\xe8\xc3", MASK),
+    ] {
+        let mut c = Raw::connect(&srv).await;
+        c.send(&frame).await;
+        assert_eq!(c.close_code().await, Some(1007), "{frame:?}");
+    }
+    // The neighbour is untouched.
+    neighbour.send_frame(true, PING, b"ok").await;
+    assert_eq!(neighbour.frame().await.expect("pong").payload, b"ok");
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_from_its_header_alone() {
+    let transport = TransportOptions {
+        max_payload_length: 1024,
+        ..TransportOptions::default()
+    };
+    let srv = spawn(test_builder().transport(transport)).await;
+    let mut c = Raw::connect(&srv).await;
+    // A header announcing 1 GiB, and not one byte of it.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&MASK);
+    c.send(&header).await;
+    assert_eq!(c.close_code().await, Some(1009));
+    // Fragments adding up past the limit: the second one's header is refused. (Only the
+    // header is sent: payload the server never reads would make its close a TCP reset.)
+    let mut f = Raw::connect(&srv).await;
+    f.send_frame(false, BINARY, &[1; 600]).await;
+    let second = client_frame(true, CONTINUATION, &[2; 600], MASK);
+    f.send(&second[..8]).await;
+    assert_eq!(f.close_code().await, Some(1009));
+}
