@@ -3,7 +3,7 @@
 
 use std::{
     cell::RefCell,
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     future::Future,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
@@ -27,7 +27,8 @@ use crate::{
     crypto::v2,
     hub::{Client, Hub, Identity, Outgoing, Sealer},
     protocol::{
-        CloseCode, ErrorMessage, InboundFrame, RoomName, SystemEvent, encode_system_into,
+        CloseCode, ErrorMessage, FrameError, InboundFrame, RoomName, SystemEvent,
+        encode_system_into,
         websocket::{DecodeError, Incoming},
     },
     server::{
@@ -52,6 +53,20 @@ thread_local! {
 }
 
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
+
+/// What follows an accepted authentication and may wait.
+struct AfterAuth {
+    /// The connected hook's event, when there is a hook.
+    event: Option<ClientEvent>,
+    /// The frames that arrived during authentication, in order.
+    pending: VecDeque<Result<Option<InboundFrame>, FrameError>>,
+}
+
+impl AfterAuth {
+    fn is_empty(&self) -> bool {
+        self.event.is_none() && self.pending.is_empty()
+    }
+}
 
 /// How the authenticate step ended.
 enum AuthOutcome {
@@ -127,9 +142,11 @@ enum Slow {
     Apply(Next),
     /// Send a transport ping.
     Ping,
-    /// Apply the authentication outcome.
-    Authenticated(Box<AuthOutcome>),
-    /// Carry out a frame's action (boxed: `Slow` is kept while it waits).
+    /// Run what follows an accepted authentication: the connected hook, the frames that
+    /// arrived meanwhile.
+    AfterAuth(Box<AfterAuth>),
+    /// Carry out a frame's action that waits, a join or a message for the application
+    /// (boxed: `Slow` is kept while it waits).
     Perform(Box<Action>),
     /// Write out the queue and the close frame that was queued.
     Finish,
@@ -325,7 +342,11 @@ impl Connection {
                     }
                     Wake::Auth(outcome) => {
                         self.auth = None;
-                        Slow::Authenticated(outcome)
+                        match self.finish_auth(*outcome) {
+                            None => Slow::Finish,
+                            Some(after) if after.is_empty() => continue,
+                            Some(after) => Slow::AfterAuth(Box::new(after)),
+                        }
                     }
                     Wake::Timer => {
                         let now = Instant::now();
@@ -350,7 +371,16 @@ impl Connection {
                     }
                     Wake::Read(msg) => match self.on_read(msg) {
                         Read::Continue => continue,
-                        Read::Perform(action) => Slow::Perform(Box::new(action)),
+                        Read::Perform(action) => match self.perform_now(action) {
+                            _ if self.closing => Slow::Finish,
+                            Ok(auth) => {
+                                if auth.is_some() {
+                                    self.auth = auth;
+                                }
+                                continue;
+                            }
+                            Err(action) => Slow::Perform(Box::new(action)),
+                        },
                         Read::Finish => Slow::Finish,
                         Read::Ended => return false,
                     },
@@ -378,8 +408,9 @@ impl Connection {
                 }
                 Wrote::More
             }
-            Slow::Authenticated(outcome) => {
-                if !Box::pin(self.finish_auth(*outcome)).await {
+            Slow::AfterAuth(after) => {
+                Box::pin(self.after_auth(*after)).await;
+                if self.closing {
                     return Flow::Ended(Box::pin(self.finish()).await);
                 }
                 Wrote::More
@@ -513,6 +544,23 @@ impl Connection {
 
     /// Carries out one action. Returns the authentication future when one starts.
     async fn perform(&mut self, action: Action) -> Option<AuthFuture> {
+        match self.perform_now(action) {
+            Ok(auth) => auth,
+            Err(Action::Join(data)) => {
+                self.join(data).await;
+                None
+            }
+            Err(Action::Dispatch(frame)) => {
+                self.dispatch(frame).await;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Carries out an action that does not wait (returning the authentication future when one
+    /// starts); hands back one that does, a join or a message, whose hooks are awaited.
+    fn perform_now(&mut self, action: Action) -> Result<Option<AuthFuture>, Action> {
         match action {
             Action::Nothing => {}
             Action::Error(message) => self.send_error(message),
@@ -533,7 +581,7 @@ impl Connection {
                         CloseCode::EncryptionRequired,
                     );
                     self.closing = true;
-                    return None;
+                    return Ok(None);
                 }
                 // SECURITY: bound the authentications (and handshakes) running at once, so a
                 // flood of connections cannot pile up work in the hooks.
@@ -542,23 +590,22 @@ impl Connection {
                     self.session
                         .on_auth(AuthResult::Refused(CloseCode::TryAgainLater));
                     self.client.outbox.close(CloseCode::TryAgainLater);
-                    return None;
+                    return Ok(None);
                 };
                 self.client.set_state(ClientState::Authenticating);
                 let shared = self.shared.clone();
                 let id = String::from(&*self.client.id);
                 let v2 = self.channel.is_open();
-                return Some(Box::pin(async move {
+                return Ok(Some(Box::pin(async move {
                     let outcome = authenticate(shared, id, data, v2).await;
                     drop(permit);
                     Box::new(outcome)
-                }));
+                })));
             }
-            Action::Join(data) => self.join(data).await,
             Action::Leave(data) => self.leave(data),
-            Action::Dispatch(frame) => self.dispatch(frame).await,
+            Action::Join(_) | Action::Dispatch(_) => return Err(action),
         }
-        None
+        Ok(None)
     }
 
     /// Answers a v2 client hello: the server hello goes out in plaintext and the channel waits
@@ -619,29 +666,35 @@ impl Connection {
         self.closing = true;
     }
 
-    /// Applies the authentication outcome. Returns false when the connection is closing.
-    async fn finish_auth(&mut self, outcome: AuthOutcome) -> bool {
+    /// Applies the authentication outcome without waiting: what waits is returned (the
+    /// connected hook's event, the frames that arrived meanwhile). `None` when the connection
+    /// is closing.
+    fn finish_auth(&mut self, outcome: AuthOutcome) -> Option<AfterAuth> {
         let (identity, established) = match outcome {
             AuthOutcome::Accepted(identity, established) => (identity, established),
             AuthOutcome::Rejected => {
-                return self.refuse(
+                return self.refuse_auth(
                     Some(ErrorMessage::AuthenticationFailed),
                     CloseCode::AuthFailed,
                 );
             }
             AuthOutcome::HookFailed => {
-                return self.refuse(
+                return self.refuse_auth(
                     Some(ErrorMessage::AuthenticationError),
                     CloseCode::AuthFailed,
                 );
             }
             AuthOutcome::EncryptionFailed { notify } => {
                 let message = notify.then_some(ErrorMessage::EncryptionHandshakeFailed);
-                return self.refuse(message, CloseCode::EncryptionRequired);
+                return self.refuse_auth(message, CloseCode::EncryptionRequired);
             }
         };
         let user_id = identity.user_id.clone();
-        let metadata = identity.metadata.clone();
+        let event = self.shared.hooks.connected.as_ref().map(|_| ClientEvent {
+            client_id: String::from(&*self.client.id),
+            user_id: user_id.clone(),
+            metadata: identity.metadata.clone(),
+        });
         let (server_public_key, salt) = match established {
             Some(e) => {
                 let _ = self.client.sealer.set(e.sealer);
@@ -670,7 +723,7 @@ impl Connection {
             // v1 and plaintext: `connected` goes out in plaintext (it carries what the client
             // needs to derive its key), before the client joins any room, so nothing sealed
             // precedes it.
-            let frame = wire::text_frame_with(CONNECTED_FRAME, |out| {
+            let frame = wire::text_frame_with(|out| {
                 encode_system_into(SystemEvent::Connected, &connected, out);
             });
             self.client.outbox.push(Queued::Own(frame));
@@ -680,26 +733,33 @@ impl Connection {
             .hub
             .authenticate(&self.client, identity, &self.shared.default_rooms)
         {
-            return false;
+            return None;
         }
         tracing::debug!(client = %self.client.id, user = ?user_id, encrypted = self.client.is_encrypted(), "authenticated");
-        if let Some(hook) = &self.shared.hooks.connected {
-            let event = ClientEvent {
-                client_id: String::from(&*self.client.id),
-                user_id,
-                metadata,
-            };
-            if let Err(e) = call("connected", hook, event).await {
-                tracing::warn!(client = %self.client.id, error = %e, "connected hook failed");
-            }
-        }
+        // The frames that arrived meanwhile are replayed after the hook; nothing is read
+        // until then.
         let pending = self.session.on_auth(AuthResult::Accepted);
-        for frame in pending {
+        Some(AfterAuth { event, pending })
+    }
+
+    /// Runs the connected hook, then the frames that arrived during authentication.
+    async fn after_auth(&mut self, after: AfterAuth) {
+        if let (Some(hook), Some(event)) = (&self.shared.hooks.connected, after.event)
+            && let Err(e) = call("connected", hook, event).await
+        {
+            tracing::warn!(client = %self.client.id, error = %e, "connected hook failed");
+        }
+        for frame in after.pending {
             let action = self.session.on_frame(frame, Instant::now());
             // A replayed `authenticate` can only yield an error; no new auth starts here.
             let _ = self.perform(action).await;
         }
-        true
+    }
+
+    /// [`Connection::refuse`] for an authentication: the connection closes.
+    fn refuse_auth(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> Option<AfterAuth> {
+        self.refuse(message, code);
+        None
     }
 
     fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> bool {
@@ -865,9 +925,6 @@ fn serialize_display<S: serde::Serializer>(
 
 /// Lists up to this long are searched linearly rather than hashed.
 const LINEAR_LOOKUP: usize = 16;
-
-/// Bytes reserved for the `connected` frame: the id, the time, and a key with its salt.
-const CONNECTED_FRAME: usize = 256;
 
 #[derive(serde::Serialize)]
 struct ErrorData<'a> {

@@ -5,6 +5,8 @@
 //! bytes into each receiver's outbox; the writer hands whole batches to the socket as they are
 //! (`session::socket` reads, and writes the control frames ahead of them).
 
+use std::cell::RefCell;
+
 use tungstenite::protocol::frame::{
     FrameHeader,
     coding::{Data, OpCode},
@@ -55,21 +57,34 @@ pub(crate) fn push_text_frame_with<E>(
     true
 }
 
-/// One complete text frame whose payload (UTF-8 text) `fill` appends, in one allocation
-/// however long the payload turns out: the payload is written after room for the longest
-/// header, and moved down onto the header once its length is known.
-pub(crate) fn text_frame_with(capacity: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(capacity.saturating_add(MAX_HEADER));
-    out.resize(MAX_HEADER, 0);
-    fill(&mut out);
-    let mut header = [0; MAX_HEADER];
-    let mut rest = &mut header[..];
-    write_text_header(out.len() - MAX_HEADER, &mut rest);
-    // The header is the first bytes written; what is left of the room goes.
-    let start = rest.len();
-    out[start..MAX_HEADER].copy_from_slice(&header[..MAX_HEADER - start]);
-    out.drain(..start);
-    out.into_boxed_slice()
+thread_local! {
+    /// Where [`text_frame_with`] assembles a frame before it is copied out at its exact size.
+    static ASSEMBLY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most [`ASSEMBLY`] keeps between frames.
+const KEPT_ASSEMBLY: usize = 16 * 1024;
+
+/// One complete text frame whose payload (UTF-8 text) `fill` appends, in one allocation of its
+/// exact size however long the payload turns out: it is assembled in a buffer of the thread's
+/// (the payload written after room for the longest header) and copied out from its header on.
+pub(crate) fn text_frame_with(fill: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
+    ASSEMBLY.with_borrow_mut(|out| {
+        out.clear();
+        out.resize(MAX_HEADER, 0);
+        fill(out);
+        let mut header = [0; MAX_HEADER];
+        let mut rest = &mut header[..];
+        write_text_header(out.len() - MAX_HEADER, &mut rest);
+        // The header is the first bytes written; what is left of the room is skipped.
+        let start = rest.len();
+        out[start..MAX_HEADER].copy_from_slice(&header[..MAX_HEADER - start]);
+        let frame = Box::from(&out[start..]);
+        if out.capacity() > KEPT_ASSEMBLY {
+            *out = Vec::new();
+        }
+        frame
+    })
 }
 
 /// One complete text frame carrying `payload`.
@@ -90,7 +105,7 @@ mod tests {
         for len in [0usize, 1, 125, 126, 65_535, 65_536, 200_000] {
             let payload = "x".repeat(len);
             let ours = text_frame(&payload);
-            let filled = text_frame_with(0, |out| out.extend_from_slice(payload.as_bytes()));
+            let filled = text_frame_with(|out| out.extend_from_slice(payload.as_bytes()));
             assert_eq!(filled, ours, "length {len}");
             let mut theirs = Vec::new();
             Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
