@@ -90,6 +90,9 @@ SERVER_URL=
 start_server() {
   local log="$TARGET_DIR/bench-server-$1.log"
   shift
+  # Emptied here, not only by the server's redirection: that runs in the background child,
+  # and the wait below could otherwise find the previous repetition's address in the file.
+  : >"$log"
   "$@" >"$log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
