@@ -334,6 +334,26 @@ mod tests {
         assert_eq!(socket.pending.capacity(), 0, "nothing kept once idle");
     }
 
+    /// A peer that pings without reading cannot grow the queue of pongs: past `MAX_CONTROL`
+    /// bytes its pings go unanswered (the latest ones are still read and counted as activity).
+    #[tokio::test]
+    async fn pongs_for_a_peer_that_does_not_read_are_bounded() {
+        let (mut socket, _client) = pair().await;
+        for _ in 0..1000 {
+            let ping = socket.found(Ok(Incoming::Ping(vec![7; 125])));
+            assert!(matches!(ping, Poll::Ready(Some(Ok(Incoming::Ping(_))))));
+        }
+        assert!(
+            socket.control.len() <= MAX_CONTROL + 127,
+            "{}",
+            socket.control.len()
+        );
+        assert!(
+            socket.control.len() >= MAX_CONTROL,
+            "pongs are queued up to the bound"
+        );
+    }
+
     /// A ping is answered before anything else is written, and the close frame echoes the
     /// client's code; after it nothing is read.
     #[tokio::test]
