@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{eventually, spawn, test_builder};
-use sealcast::{Identity, Server, TransportOptions};
+use sealcast::{Identity, Server, ServerBuilder, TransportOptions};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -218,12 +218,28 @@ async fn frames_during_auth_are_handled_in_order_after_it() {
 
 #[tokio::test]
 async fn join_is_visible_to_the_next_frame() {
-    // The message handler checks membership: the preceding join must already be applied.
+    // The validator answers at once: the join is applied without waiting.
+    join_visible_to_the_next_frame(test_builder()).await;
+}
+
+#[tokio::test]
+async fn a_join_waiting_for_a_slow_validator_is_visible_to_the_next_frame() {
+    // The validator answers later: the connection waits for it before the next frame.
+    let slow = test_builder().validate_rooms(|req| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(req.rooms)
+    });
+    join_visible_to_the_next_frame(slow).await;
+}
+
+/// Twenty joins, each followed by a message whose handler checks the membership: every
+/// preceding join must already be applied.
+async fn join_visible_to_the_next_frame(builder: ServerBuilder) {
     let server_slot: Arc<Mutex<Option<Server>>> = Arc::default();
     let slot = server_slot.clone();
     let results = Arc::new(Mutex::new(Vec::new()));
     let out = results.clone();
-    let srv = spawn(test_builder().on_message(move |m| {
+    let srv = spawn(builder.on_message(move |m| {
         let slot = slot.clone();
         let out = out.clone();
         async move {

@@ -64,6 +64,32 @@ async fn validator_cannot_grant_unrequested_rooms() {
 }
 
 #[tokio::test]
+async fn a_panicking_or_failing_validator_refuses_only_that_join() {
+    let srv = spawn(test_builder().validate_rooms(|req| async move {
+        match req.rooms[0].as_str() {
+            "panic-now" => panic!("validator bug"),
+            "panic-later" => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                panic!("validator bug, later")
+            }
+            "fail" => Err("policy store down".into()),
+            _ => Ok(req.rooms),
+        }
+    }))
+    .await;
+    let mut c = srv.authed("v").await;
+    for room in ["panic-now", "panic-later", "fail", "fine"] {
+        c.join(&[room]).await;
+    }
+    assert!(eventually(|| srv.server.clients_by_room("fine").len() == 1).await);
+    for room in ["panic-now", "panic-later", "fail"] {
+        assert!(srv.server.clients_by_room(room).is_empty(), "{room}");
+    }
+    srv.server.broadcast("still", &json!(1), &[]).unwrap();
+    assert_eq!(c.expect_event("still").await["data"], 1);
+}
+
+#[tokio::test]
 async fn own_id_room_cannot_be_left_and_other_ids_cannot_be_joined() {
     let srv = spawn(test_builder()).await;
     let mut a = srv.authed("a").await;

@@ -2,9 +2,15 @@
 //! message handler. Each is an async closure; errors and panics are caught and logged, never
 //! fatal to the server.
 
-use std::{future::Future, panic::AssertUnwindSafe, sync::Arc};
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future::CatchUnwind};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, value::RawValue};
 
@@ -99,9 +105,34 @@ where
 /// Runs a hook, turning a panic into an error so one bad callback cannot take a session's
 /// cleanup down with it.
 pub(crate) async fn call<A, R>(name: &'static str, hook: &Hook<A, R>, arg: A) -> HookResult<R> {
-    match AssertUnwindSafe(hook(arg)).catch_unwind().await {
-        Ok(result) => result,
-        Err(_) => Err(format!("{name} hook panicked").into()),
+    call_unpin(name, hook, arg).await
+}
+
+/// [`call`] as a future that is `Unpin` (the hook's own boxed future is all it holds), so a
+/// caller can poll it once in place and, if it is not ready, keep it and await it later
+/// without boxing a future of its own.
+pub(crate) fn call_unpin<A, R>(name: &'static str, hook: &Hook<A, R>, arg: A) -> Unpinned<R> {
+    Unpinned {
+        name,
+        inner: AssertUnwindSafe(hook(arg)).catch_unwind(),
+    }
+}
+
+/// A hook's result under way: see [`call_unpin`].
+pub(crate) struct Unpinned<R> {
+    name: &'static str,
+    inner: CatchUnwind<AssertUnwindSafe<BoxFuture<'static, HookResult<R>>>>,
+}
+
+impl<R> Future for Unpinned<R> {
+    type Output = HookResult<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let name = self.name;
+        Poll::Ready(match ready!(self.inner.poll_unpin(cx)) {
+            Ok(result) => result,
+            Err(_) => Err(format!("{name} hook panicked").into()),
+        })
     }
 }
 

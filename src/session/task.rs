@@ -34,7 +34,10 @@ use crate::{
     server::{
         Shared, TransportOptions,
         encryption::{Established, HandshakeResult, OutboundRequest, Transformer},
-        hooks::{AuthRequest, ClientEvent, MessageEvent, RoomRequest, call},
+        hooks::{
+            AuthRequest, ClientEvent, HookResult, MessageEvent, RoomRequest, Unpinned, call,
+            call_unpin,
+        },
         metrics::Counters,
     },
 };
@@ -53,6 +56,20 @@ thread_local! {
 }
 
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
+
+/// What a frame's action waits for.
+enum Wait {
+    /// The room validator, for a join.
+    Join(Box<PendingJoin>),
+    /// The message handler.
+    Dispatch(InboundFrame),
+}
+
+/// A join whose room validator has not answered yet.
+struct PendingJoin {
+    rooms: Vec<RoomName>,
+    allowed: Unpinned<Vec<String>>,
+}
 
 /// What follows an accepted authentication and may wait.
 struct AfterAuth {
@@ -145,9 +162,9 @@ enum Slow {
     /// Run what follows an accepted authentication: the connected hook, the frames that
     /// arrived meanwhile.
     AfterAuth(Box<AfterAuth>),
-    /// Carry out a frame's action that waits, a join or a message for the application
+    /// Wait for a hook a frame's action called: the room validator, the message handler
     /// (boxed: `Slow` is kept while it waits).
-    Perform(Box<Action>),
+    Wait(Box<Wait>),
     /// Write out the queue and the close frame that was queued.
     Finish,
 }
@@ -155,8 +172,6 @@ enum Slow {
 /// How the connection goes on after [`Connection::slow`].
 enum Flow {
     Continue,
-    /// An authentication started: its future joins what the task waits for.
-    Authenticating(AuthFuture),
     /// The connection ended; true when the server ended it.
     Ended(bool),
 }
@@ -379,7 +394,7 @@ impl Connection {
                                 }
                                 continue;
                             }
-                            Err(action) => Slow::Perform(Box::new(action)),
+                            Err(wait) => Slow::Wait(Box::new(wait)),
                         },
                         Read::Finish => Slow::Finish,
                         Read::Ended => return false,
@@ -388,7 +403,6 @@ impl Connection {
             };
             match self.slow(step).await {
                 Flow::Continue => {}
-                Flow::Authenticating(fut) => self.auth = Some(fut),
                 Flow::Ended(by_us) => return by_us,
             }
         }
@@ -415,12 +429,19 @@ impl Connection {
                 }
                 Wrote::More
             }
-            Slow::Perform(action) => {
-                let auth = Box::pin(self.perform(*action)).await;
+            Slow::Wait(wait) => {
+                match *wait {
+                    Wait::Join(mut join) => {
+                        // The hook's own boxed future: awaiting it needs no box of ours.
+                        let allowed = (&mut join.allowed).await;
+                        self.finish_join(&join.rooms, allowed);
+                    }
+                    Wait::Dispatch(frame) => Box::pin(self.dispatch(frame)).await,
+                }
                 if self.closing {
                     return Flow::Ended(Box::pin(self.finish()).await);
                 }
-                return auth.map_or(Flow::Continue, Flow::Authenticating);
+                Wrote::More
             }
             Slow::Finish => return Flow::Ended(Box::pin(self.finish()).await),
         };
@@ -546,21 +567,22 @@ impl Connection {
     async fn perform(&mut self, action: Action) -> Option<AuthFuture> {
         match self.perform_now(action) {
             Ok(auth) => auth,
-            Err(Action::Join(data)) => {
-                self.join(data).await;
+            Err(Wait::Join(mut join)) => {
+                let allowed = (&mut join.allowed).await;
+                self.finish_join(&join.rooms, allowed);
                 None
             }
-            Err(Action::Dispatch(frame)) => {
+            Err(Wait::Dispatch(frame)) => {
                 self.dispatch(frame).await;
                 None
             }
-            Err(_) => None,
         }
     }
 
-    /// Carries out an action that does not wait (returning the authentication future when one
-    /// starts); hands back one that does, a join or a message, whose hooks are awaited.
-    fn perform_now(&mut self, action: Action) -> Result<Option<AuthFuture>, Action> {
+    /// Carries out an action as far as it goes without waiting (returning the authentication
+    /// future when one starts); hands back what waits for a hook: a join whose validator has
+    /// not answered yet, a message for the application.
+    fn perform_now(&mut self, action: Action) -> Result<Option<AuthFuture>, Wait> {
         match action {
             Action::Nothing => {}
             Action::Error(message) => self.send_error(message),
@@ -603,7 +625,12 @@ impl Connection {
                 })));
             }
             Action::Leave(data) => self.leave(data),
-            Action::Join(_) | Action::Dispatch(_) => return Err(action),
+            Action::Join(data) => {
+                if let Some(join) = self.start_join(data) {
+                    return Err(Wait::Join(join));
+                }
+            }
+            Action::Dispatch(frame) => return Err(Wait::Dispatch(frame)),
         }
         Ok(None)
     }
@@ -823,31 +850,48 @@ impl Connection {
         Some(names)
     }
 
-    async fn join(&mut self, data: Option<Box<RawValue>>) {
+    /// Starts a join: the requested rooms the client is not in go to the room validator, and
+    /// if it answers at once (the usual validator looks at the request and returns) the rooms
+    /// are joined here. Otherwise the join waits for it.
+    fn start_join(&mut self, data: Option<Box<RawValue>>) -> Option<Box<PendingJoin>> {
         let Some(rooms) = self.parse_rooms(data.as_deref()) else {
-            return self.send_error(ErrorMessage::InvalidMessageFormat);
+            self.send_error(ErrorMessage::InvalidMessageFormat);
+            return None;
         };
-        let id = self.client.id.clone();
+        let id = &self.client.id;
         let rooms: Vec<RoomName> = rooms
             .into_iter()
             // SECURITY: UUID-shaped names are own-id rooms: joining another client's would let
             // a client read its direct messages relayed from other instances.
             .filter(|r| uuid::Uuid::try_parse(r.as_str()).is_err())
-            .filter(|r| !self.shared.hub.is_member(&id, r.as_str()))
+            .filter(|r| !self.shared.hub.is_member(id, r.as_str()))
             .collect();
         if rooms.is_empty() {
-            return;
+            return None;
         }
         let Some(validate) = &self.shared.hooks.validate_rooms else {
             tracing::debug!(client = %id, "join refused: no room validator");
-            return;
+            return None;
         };
         let request = RoomRequest {
-            client_id: String::from(&*id),
+            client_id: String::from(&**id),
             user_id: self.client.user_id().map(str::to_owned),
             rooms: rooms.iter().map(|r| r.as_str().to_owned()).collect(),
         };
-        let allowed = match call("validate_rooms", validate, request).await {
+        let mut allowed = call_unpin("validate_rooms", validate, request);
+        match (&mut allowed).now_or_never() {
+            Some(answer) => {
+                self.finish_join(&rooms, answer);
+                None
+            }
+            None => Some(Box::new(PendingJoin { rooms, allowed })),
+        }
+    }
+
+    /// Joins the rooms of `rooms` that the validator's answer allows.
+    fn finish_join(&self, rooms: &[RoomName], allowed: HookResult<Vec<String>>) {
+        let id = &self.client.id;
+        let allowed = match allowed {
             Ok(allowed) => allowed,
             Err(e) => {
                 tracing::warn!(client = %id, error = %e, "room validator failed");
@@ -862,8 +906,8 @@ impl Connection {
             Some(set) => set.contains(room),
             None => allowed.iter().any(|a| a == room),
         };
-        for room in rooms.into_iter().filter(|r| is_allowed(r.as_str())) {
-            if let Err(e) = self.shared.hub.join(&id, room) {
+        for room in rooms.iter().filter(|r| is_allowed(r.as_str())) {
+            if let Err(e) = self.shared.hub.join(id, room.clone()) {
                 tracing::debug!(client = %id, error = %e, "join refused");
                 break;
             }
