@@ -226,7 +226,7 @@ impl Socket {
 
     /// Writes the queued control frames, then all of `bytes`.
     pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        poll_fn(|cx| self.poll_control(cx)).await?;
+        self.flush_control().await?;
         self.io.write_all(bytes).await
     }
 

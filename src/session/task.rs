@@ -60,7 +60,7 @@ type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 /// What a frame's action waits for.
 enum Wait {
     /// The room validator, for a join.
-    Join(Box<PendingJoin>),
+    Join(PendingJoin),
     /// The message handler.
     Dispatch(InboundFrame),
 }
@@ -430,14 +430,7 @@ impl Connection {
                 Wrote::More
             }
             Slow::Wait(wait) => {
-                match *wait {
-                    Wait::Join(mut join) => {
-                        // The hook's own boxed future: awaiting it needs no box of ours.
-                        let allowed = (&mut join.allowed).await;
-                        self.finish_join(&join.rooms, allowed);
-                    }
-                    Wait::Dispatch(frame) => Box::pin(self.dispatch(frame)).await,
-                }
+                Box::pin(self.complete(*wait)).await;
                 if self.closing {
                     return Flow::Ended(Box::pin(self.finish()).await);
                 }
@@ -567,15 +560,21 @@ impl Connection {
     async fn perform(&mut self, action: Action) -> Option<AuthFuture> {
         match self.perform_now(action) {
             Ok(auth) => auth,
-            Err(Wait::Join(mut join)) => {
+            Err(wait) => {
+                self.complete(wait).await;
+                None
+            }
+        }
+    }
+
+    /// Waits for the hook an action called and finishes the action.
+    async fn complete(&mut self, wait: Wait) {
+        match wait {
+            Wait::Join(mut join) => {
                 let allowed = (&mut join.allowed).await;
                 self.finish_join(&join.rooms, allowed);
-                None
             }
-            Err(Wait::Dispatch(frame)) => {
-                self.dispatch(frame).await;
-                None
-            }
+            Wait::Dispatch(frame) => self.dispatch(frame).await,
         }
     }
 
@@ -789,7 +788,7 @@ impl Connection {
         None
     }
 
-    fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> bool {
+    fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) {
         let counters = &self.shared.hub.counters;
         match code {
             CloseCode::AuthFailed => Counters::add(&counters.auth_failures, 1),
@@ -801,7 +800,6 @@ impl Connection {
             self.send_error(message);
         }
         self.client.outbox.close(code);
-        false
     }
 
     fn send_error(&self, message: ErrorMessage) {
@@ -853,7 +851,7 @@ impl Connection {
     /// Starts a join: the requested rooms the client is not in go to the room validator, and
     /// if it answers at once (the usual validator looks at the request and returns) the rooms
     /// are joined here. Otherwise the join waits for it.
-    fn start_join(&mut self, data: Option<Box<RawValue>>) -> Option<Box<PendingJoin>> {
+    fn start_join(&mut self, data: Option<Box<RawValue>>) -> Option<PendingJoin> {
         let Some(rooms) = self.parse_rooms(data.as_deref()) else {
             self.send_error(ErrorMessage::InvalidMessageFormat);
             return None;
@@ -884,7 +882,7 @@ impl Connection {
                 self.finish_join(&rooms, answer);
                 None
             }
-            None => Some(Box::new(PendingJoin { rooms, allowed })),
+            None => Some(PendingJoin { rooms, allowed }),
         }
     }
 
@@ -1363,7 +1361,8 @@ fn try_write_now(socket: &mut Socket, bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// Writes complete frames to the socket, after any control frame still queued (a pong, say). The usual case, a socket that takes everything at once, arms no timer; otherwise the
+/// Writes complete frames to the socket, after any control frame still queued (a pong, say).
+/// The usual case, a socket that takes everything at once, arms no timer; otherwise the
 /// batch's deadline is armed (once per batch) and the write waits for it at most.
 async fn write_wire(
     socket: &mut Socket,
