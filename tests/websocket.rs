@@ -309,11 +309,28 @@ async fn an_oversized_frame_is_refused_from_its_header_alone() {
     header.extend_from_slice(&MASK);
     c.send(&header).await;
     assert_eq!(c.close_code().await, Some(1009));
-    // Fragments adding up past the limit: the second one's header is refused. (Only the
-    // header is sent: payload the server never reads would make its close a TCP reset.)
+    // Fragments adding up past the limit: the second one's header is refused.
     let mut f = Raw::connect(&srv).await;
     f.send_frame(false, BINARY, &[1; 600]).await;
     let second = client_frame(true, CONTINUATION, &[2; 600], MASK);
     f.send(&second[..8]).await;
     assert_eq!(f.close_code().await, Some(1009));
+}
+
+/// A client whose message goes over the limit is still sending it when the server closes:
+/// the server reads and drops the rest, so the client gets the close frame and a clean end
+/// of the stream, not a reset (which can discard the close frame before it is read).
+#[tokio::test]
+async fn a_client_still_sending_gets_the_close_frame_not_a_reset() {
+    for srv in both_paths().await {
+        for _ in 0..10 {
+            let mut c = Raw::connect(&srv).await;
+            // 1 MiB announced (the limit is 128 KiB), 256 KiB of it sent.
+            let mut frame = client_frame(true, BINARY, &vec![7; 1 << 20], MASK);
+            frame.truncate(256 * 1024);
+            c.send(&frame).await;
+            // Reads up to the end of the stream: a reset fails the read.
+            assert_eq!(c.close_code().await, Some(1009));
+        }
+    }
 }

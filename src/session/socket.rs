@@ -7,6 +7,10 @@
 //! for a frame that has not arrived whole (usually none), so an idle connection holds no read
 //! buffer. Reading is cancel safe: what was read is in the connection or already returned, so
 //! the task may poll the read beside its other wakers and drop it when another fires.
+//!
+//! A connection the server closes lingers (see [`Socket::linger`]): its close frame is followed
+//! by a FIN, and what the client still sends is read and dropped until it closes its side, so
+//! the client reads the close frame instead of a reset.
 
 use std::{
     cell::RefCell,
@@ -14,6 +18,7 @@ use std::{
     io,
     pin::Pin,
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -32,6 +37,10 @@ thread_local! {
 /// Queued control frames beyond this many bytes are a peer that pings without reading: its
 /// further pings get no pong (RFC 6455 lets an endpoint answer only the latest).
 const MAX_CONTROL: usize = 1024;
+
+/// How long a connection the server closed waits for the client to close its side (see
+/// [`Socket::linger`]). A well-behaved client answers the close frame at once.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a read ended the connection.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,9 @@ pub(crate) struct Socket {
     peer_close: Option<Option<u16>>,
     /// A close frame was queued: nothing else is written after it.
     close_sent: bool,
+    /// The client is done: its close frame arrived, it closed its side, or the stream failed.
+    /// (A client that broke the protocol is not: it may still be sending.)
+    peer_done: bool,
 }
 
 impl Socket {
@@ -83,6 +95,7 @@ impl Socket {
             read_done: false,
             peer_close: None,
             close_sent: false,
+            peer_done: false,
         }
     }
 
@@ -99,6 +112,7 @@ impl Socket {
         }
         // A pong goes out as soon as it can; a full socket only keeps it queued.
         if let Poll::Ready(Err(e)) = self.poll_control(cx) {
+            self.peer_done = true;
             return self.fail(e.into());
         }
         if !self.pending.is_empty() {
@@ -110,35 +124,32 @@ impl Socket {
             }
         }
         loop {
-            let read = READ.with_borrow_mut(|scratch| {
-                if scratch.len() < self.read_chunk {
-                    scratch.resize(self.read_chunk, 0);
-                }
-                let mut buf = ReadBuf::new(&mut scratch[..self.read_chunk]);
-                ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-                let read = buf.filled();
+            let read = self.poll_read_with(cx, |this, read| {
                 if read.is_empty() {
-                    return Poll::Ready(Ok::<_, io::Error>(None));
+                    return None;
                 }
-                let found = if self.pending.is_empty() {
+                Some(if this.pending.is_empty() {
                     // The usual case: whole frames, decoded where they were read.
-                    let (used, found) = self.decode(read);
-                    self.pending = read[used..].to_vec();
+                    let (used, found) = this.decode(read);
+                    this.pending = read[used..].to_vec();
                     found
                 } else {
-                    let mut pending = std::mem::take(&mut self.pending);
+                    let mut pending = std::mem::take(&mut this.pending);
                     pending.extend_from_slice(read);
-                    let (used, found) = self.decode(&pending);
-                    self.keep(pending, used);
+                    let (used, found) = this.decode(&pending);
+                    this.keep(pending, used);
                     found
-                };
-                Poll::Ready(Ok(Some(found)))
+                })
             });
             match ready!(read) {
-                Err(e) => return self.fail(e.into()),
+                Err(e) => {
+                    self.peer_done = true;
+                    return self.fail(e.into());
+                }
                 // The peer closed its side.
                 Ok(None) => {
                     self.read_done = true;
+                    self.peer_done = true;
                     return Poll::Ready(None);
                 }
                 Ok(Some(Some(found))) => return self.found(found),
@@ -184,6 +195,7 @@ impl Socket {
             Ok(Incoming::Close(code)) => {
                 self.peer_close = Some(*code);
                 self.read_done = true;
+                self.peer_done = true;
                 self.pending = Vec::new();
             }
             Ok(_) => {}
@@ -262,6 +274,51 @@ impl Socket {
             }
         }
         self.flush_control().await
+    }
+
+    /// After the server's close frame went out: ends the writing side (a FIN follows the close
+    /// frame), then reads what the client still sends and drops it, until the client closes
+    /// its side, the stream fails or `limit` passes. Closing a socket with unread bytes resets
+    /// the connection, and a reset can reach the client before it has read the close frame
+    /// (a client that sent a message over the size limit would see 1006 instead of 1009).
+    ///
+    /// Does nothing when the client is done already (its close frame, its FIN or a failure
+    /// ended the reading) or when the close frame is still queued (the client does not read).
+    /// Holds no buffer: the bytes go through the thread's read buffer.
+    pub(crate) async fn linger(&mut self, limit: Duration) {
+        if self.peer_done || !self.close_sent || !self.control.is_empty() {
+            return;
+        }
+        self.pending = Vec::new();
+        let _ = tokio::time::timeout(limit, async {
+            self.io.shutdown().await?;
+            while poll_fn(|cx| self.poll_discard(cx)).await? > 0 {}
+            io::Result::Ok(())
+        })
+        .await;
+        self.peer_done = true;
+    }
+
+    /// Reads into the thread's buffer and forgets it: how many bytes came (0: the stream ended).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |_, read| read.len())
+    }
+
+    /// Reads once into the thread's read buffer and gives `use_read` what came (nothing: the
+    /// stream ended).
+    fn poll_read_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        use_read: impl FnOnce(&mut Self, &[u8]) -> R,
+    ) -> Poll<io::Result<R>> {
+        READ.with_borrow_mut(|scratch| {
+            if scratch.len() < self.read_chunk {
+                scratch.resize(self.read_chunk, 0);
+            }
+            let mut buf = ReadBuf::new(&mut scratch[..self.read_chunk]);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            Poll::Ready(Ok(use_read(self, buf.filled())))
+        })
     }
 }
 
@@ -385,6 +442,76 @@ mod tests {
         assert_eq!(
             got,
             [&[0x8A, 3][..], b"hey", &[0x88, 2], &4321u16.to_be_bytes()].concat()
+        );
+    }
+
+    /// After the server's close: the client gets the close frame and then the end of the
+    /// stream at once, while what it still sends is read and dropped until it closes.
+    #[tokio::test]
+    async fn a_lingering_close_drains_the_client_until_it_closes() {
+        let (mut socket, mut client) = pair().await;
+        socket.close(1009, "too big").await.expect("close");
+        let linger = tokio::spawn(async move {
+            socket.linger(Duration::from_secs(30)).await;
+            socket
+        });
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("the stream ends at once")
+            .expect("the stream ends cleanly");
+        assert_eq!(&got[..4], &[0x88, 9, 0x03, 0xf1]);
+        for _ in 0..64 {
+            client
+                .write_all(&[0; 4096])
+                .await
+                .expect("the server still reads");
+        }
+        assert!(!linger.is_finished());
+        drop(client);
+        let socket = tokio::time::timeout(Duration::from_secs(5), linger)
+            .await
+            .expect("lingering ends when the client closes")
+            .expect("task");
+        assert!(socket.peer_done && socket.pending.capacity() == 0);
+    }
+
+    /// A client that never closes its side is waited for no longer than the limit; one that
+    /// closed first, or a close frame the client never read, is not waited for at all.
+    #[tokio::test]
+    async fn lingering_is_bounded_and_skipped_when_the_client_is_done() {
+        let (mut socket, _silent) = pair().await;
+        socket.close(1000, "").await.expect("close");
+        let started = tokio::time::Instant::now();
+        socket.linger(Duration::from_millis(200)).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(5));
+
+        let (mut socket, mut client) = pair().await;
+        client
+            .write_all(&client_frame(true, CLOSE, &[3, 232], [1, 2, 3, 4]))
+            .await
+            .expect("write");
+        assert!(matches!(
+            socket.next().await,
+            Some(Ok(Incoming::Close(Some(1000))))
+        ));
+        socket.close(1000, "").await.expect("echo");
+        let started = tokio::time::Instant::now();
+        socket.linger(Duration::from_secs(30)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the client closed first"
+        );
+
+        let (mut socket, _client) = pair().await;
+        socket.close_sent = true;
+        socket.control = vec![0x88, 0];
+        let started = tokio::time::Instant::now();
+        socket.linger(Duration::from_secs(30)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the close frame is still queued"
         );
     }
 }

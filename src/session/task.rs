@@ -19,7 +19,7 @@ use super::{
     Outbox,
     channel::{Channel, Inbound},
     outbox::{Next, Queued},
-    socket::{ReadError, Socket},
+    socket::{LINGER, ReadError, Socket},
     state::{Action, Admit, AuthResult, ClientState, Session},
     wire,
 };
@@ -106,6 +106,12 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: Box<Socket>) {
     let ended_by_us = conn.serve().await;
     conn.close(ended_by_us);
     Box::pin(conn.shared.report_disconnect(&conn.client)).await;
+    if ended_by_us {
+        // The session is over (graceful shutdown no longer waits for it); the socket waits
+        // for the client's side of the closing handshake.
+        let mut socket = conn.into_socket();
+        Box::pin(socket.linger(LINGER)).await;
+    }
 }
 
 struct Connection {
@@ -127,14 +133,26 @@ struct Connection {
     timers: Timers,
     /// The outbound half: drains the outbox into the socket.
     writer: Writer,
+    /// Counts the connection among the live sessions.
+    _live: Live,
 }
 
-impl Drop for Connection {
-    /// Decrements the live-session count when the connection ends, however it ends (after
-    /// the disconnect hook, which graceful shutdown waits for).
+/// Counts a connection among the server's live sessions, which graceful shutdown waits for,
+/// from its start until it is dropped, however the connection ends (after the disconnect
+/// hook).
+struct Live(Arc<Shared>);
+
+impl Live {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.sessions.fetch_add(1, Ordering::AcqRel);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for Live {
     fn drop(&mut self) {
-        if self.shared.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.sessions_done.notify_waiters();
+        if self.0.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.sessions_done.notify_waiters();
         }
     }
 }
@@ -252,7 +270,7 @@ impl Timers {
 impl Connection {
     /// Registers a new client for `socket` and builds its connection state.
     fn open(shared: Arc<Shared>, socket: Socket) -> Box<Self> {
-        shared.sessions.fetch_add(1, Ordering::AcqRel);
+        let live = Live::new(&shared);
         Counters::add(&shared.hub.counters.connections_opened, 1);
         let transport = &shared.options.transport;
         let client = loop {
@@ -299,7 +317,15 @@ impl Connection {
             auth: None,
             timers,
             writer,
+            _live: live,
         })
+    }
+
+    /// The socket of a connection that has ended; the rest of its state is dropped (the
+    /// connection no longer counts as a live session).
+    fn into_socket(self: Box<Self>) -> Socket {
+        let Self { socket, .. } = *self;
+        socket
     }
 
     /// Takes the ended connection out of the hub; the queue is shut unless the server ended
