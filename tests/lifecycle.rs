@@ -74,6 +74,34 @@ async fn rejected_and_failing_auth_close_4003_with_exact_strings() {
     again.expect_error("Authentication error").await;
 }
 
+/// A hook that answers later goes through the same outcomes as one that answers at once: a
+/// refusal, a failure, a panic, an identity.
+#[tokio::test]
+async fn a_slow_authenticate_hook_refuses_fails_panics_and_accepts_alike() {
+    let srv = spawn(Server::builder().authenticate(|req| async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        match req.token().as_deref() {
+            Some("bad") => Ok(None),
+            Some("boom") => Err("backend down".into()),
+            Some("panic") => panic!("hook bug"),
+            token => Ok(token.map(|t| Identity::user(t.to_owned()))),
+        }
+    }))
+    .await;
+    for (token, error) in [
+        ("bad", "Authentication failed"),
+        ("boom", "Authentication error"),
+        ("panic", "Authentication error"),
+    ] {
+        let mut c = srv.client().await;
+        c.emit("authenticate", json!({ "token": token })).await;
+        c.expect_error(error).await;
+        assert_eq!(c.expect_close().await.0, Some(4003), "{token}");
+    }
+    let mut c = srv.client().await;
+    assert_eq!(c.authenticate("erin").await["data"]["userId"], "erin");
+}
+
 #[tokio::test]
 async fn initial_auth_timeout_closes_4001() {
     let srv = spawn(test_builder().auth_timeout(Duration::from_millis(200))).await;

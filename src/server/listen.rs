@@ -200,7 +200,8 @@ async fn handshake(server: Server, http: Arc<Http>, mut stream: TcpStream) -> Op
     let (accept, len) = match found {
         Ok(Ok(Some(Head::Upgrade { accept, len }))) => (accept, len),
         Ok(Ok(Some(Head::Http))) => {
-            serve_http(http, stream, head).await;
+            // Boxed: hyper's connection state would make up most of every handshake's future.
+            Box::pin(serve_http(http, stream, head)).await;
             return None;
         }
         // Closed, failed, or too slow before a head arrived.
@@ -380,6 +381,36 @@ impl AsyncWrite for Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handshake's future (boxed for every connection) holds the head's reading and the
+    /// answer; serving plain HTTP is boxed apart.
+    #[tokio::test]
+    async fn the_handshake_future_stays_small() {
+        fn size<F: Future>(_: &F) -> usize {
+            size_of::<F>()
+        }
+        let server = Server::builder()
+            .authenticate(|_| async { Ok(None) })
+            .build()
+            .await
+            .expect("builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let stream = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (live, _all_done) = mpsc::channel(1);
+        let (_stop_tx, stop) = watch::channel(());
+        let http = Arc::new(Http {
+            app: Router::new(),
+            stop,
+            live,
+        });
+        let handshake = size(&handshake(server, http, stream));
+        assert!(
+            handshake <= 512,
+            "the handshake's future is {handshake} bytes"
+        );
+    }
 
     /// Every idle connection keeps its task: besides the session's own future (bounded in
     /// `session::task`), it holds only the boxed handshake's pointer and its result.

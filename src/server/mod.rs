@@ -46,7 +46,7 @@ use crate::{
     session::{self, SocketConfig},
 };
 use encryption::EncryptionConfig;
-use hooks::{ClientEvent as HookClientEvent, Hooks, call};
+use hooks::{ClientEvent as HookClientEvent, Hooks, Unpinned, call_unpin};
 
 /// Why a send did not go out.
 #[derive(Debug, thiserror::Error)]
@@ -80,24 +80,37 @@ pub(crate) struct Shared {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Logs a disconnect hook that failed (see [`Shared::disconnect_hook`]).
+pub(crate) fn disconnected(client: &crate::hub::Client, result: HookResult<()>) {
+    if let Err(e) = result {
+        tracing::warn!(client = %client.id, error = %e, "disconnected hook failed");
+    }
+}
+
 impl Shared {
     /// Runs the disconnect hook for a client that was reported connected, exactly once.
     pub(crate) async fn report_disconnect(&self, client: &crate::hub::Client) {
+        if let Some(hook) = self.disconnect_hook(client) {
+            disconnected(client, hook.await);
+        }
+    }
+
+    /// The disconnect hook's call for a client that was reported connected, the first time it
+    /// is asked for; `None` when there is nothing to run (then nothing waits, and nothing is
+    /// boxed). Await it, then hand its result to [`disconnected`].
+    pub(crate) fn disconnect_hook(&self, client: &crate::hub::Client) -> Option<Unpinned<()>> {
         if client.identity.get().is_none()
             || client.disconnect_reported.swap(true, Ordering::AcqRel)
         {
-            return;
+            return None;
         }
-        if let Some(hook) = &self.hooks.disconnected {
-            let event = HookClientEvent {
-                client_id: String::from(&*client.id),
-                user_id: client.user_id().map(str::to_owned),
-                metadata: client.identity.get().and_then(|i| i.metadata.clone()),
-            };
-            if let Err(e) = call("disconnected", hook, event).await {
-                tracing::warn!(client = %client.id, error = %e, "disconnected hook failed");
-            }
-        }
+        let hook = self.hooks.disconnected.as_ref()?;
+        let event = HookClientEvent {
+            client_id: String::from(&*client.id),
+            user_id: client.user_id().map(str::to_owned),
+            metadata: client.identity.get().and_then(|i| i.metadata.clone()),
+        };
+        Some(call_unpin("disconnected", hook, event))
     }
 
     /// Fans out the pending run of room messages, if any.

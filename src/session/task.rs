@@ -57,6 +57,16 @@ thread_local! {
 
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 
+/// What an action started that the task's loop carries on.
+enum Started {
+    Nothing,
+    /// An authentication that waits: its hook, or the v1 handshake after it.
+    Auth(AuthFuture),
+    /// An authentication accepted at once, with what follows it (the connected hook, the
+    /// frames that arrived meanwhile).
+    AfterAuth(AfterAuth),
+}
+
 /// What a frame's action waits for.
 enum Wait {
     /// The room validator, for a join.
@@ -105,7 +115,9 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: Box<Socket>) {
     let mut conn = Connection::open(shared, *socket);
     let ended_by_us = conn.serve().await;
     conn.close(ended_by_us);
-    Box::pin(conn.shared.report_disconnect(&conn.client)).await;
+    if let Some(hook) = conn.shared.disconnect_hook(&conn.client) {
+        crate::server::disconnected(&conn.client, hook.await);
+    }
     if ended_by_us {
         // The session is over (graceful shutdown no longer waits for it); the socket waits
         // for the client's side of the closing handshake.
@@ -414,12 +426,12 @@ impl Connection {
                         Read::Continue => continue,
                         Read::Perform(action) => match self.perform_now(action) {
                             _ if self.closing => Slow::Finish,
-                            Ok(auth) => {
-                                if auth.is_some() {
-                                    self.auth = auth;
-                                }
+                            Ok(Started::Nothing) => continue,
+                            Ok(Started::Auth(auth)) => {
+                                self.auth = Some(auth);
                                 continue;
                             }
+                            Ok(Started::AfterAuth(after)) => Slow::AfterAuth(Box::new(after)),
                             Err(wait) => Slow::Wait(Box::new(wait)),
                         },
                         Read::Finish => Slow::Finish,
@@ -582,14 +594,11 @@ impl Connection {
         true
     }
 
-    /// Carries out one action. Returns the authentication future when one starts.
-    async fn perform(&mut self, action: Action) -> Option<AuthFuture> {
-        match self.perform_now(action) {
-            Ok(auth) => auth,
-            Err(wait) => {
-                self.complete(wait).await;
-                None
-            }
+    /// Carries out one action of a frame replayed after authentication (a replayed
+    /// `authenticate` can only yield an error: nothing is started here).
+    async fn perform(&mut self, action: Action) {
+        if let Err(wait) = self.perform_now(action) {
+            self.complete(wait).await;
         }
     }
 
@@ -604,10 +613,10 @@ impl Connection {
         }
     }
 
-    /// Carries out an action as far as it goes without waiting (returning the authentication
-    /// future when one starts); hands back what waits for a hook: a join whose validator has
+    /// Carries out an action as far as it goes without waiting (returning what an
+    /// authentication started); hands back what waits for a hook: a join whose validator has
     /// not answered yet, a message for the application.
-    fn perform_now(&mut self, action: Action) -> Result<Option<AuthFuture>, Wait> {
+    fn perform_now(&mut self, action: Action) -> Result<Started, Wait> {
         match action {
             Action::Nothing => {}
             Action::Error(message) => self.send_error(message),
@@ -628,7 +637,7 @@ impl Connection {
                         CloseCode::EncryptionRequired,
                     );
                     self.closing = true;
-                    return Ok(None);
+                    return Ok(Started::Nothing);
                 }
                 // SECURITY: bound the authentications (and handshakes) running at once, so a
                 // flood of connections cannot pile up work in the hooks.
@@ -637,17 +646,43 @@ impl Connection {
                     self.session
                         .on_auth(AuthResult::Refused(CloseCode::TryAgainLater));
                     self.client.outbox.close(CloseCode::TryAgainLater);
-                    return Ok(None);
+                    return Ok(Started::Nothing);
                 };
                 self.client.set_state(ClientState::Authenticating);
-                let shared = self.shared.clone();
-                let id = String::from(&*self.client.id);
-                let v2 = self.channel.is_open();
-                return Ok(Some(Box::pin(async move {
-                    let outcome = authenticate(shared, id, data, v2).await;
-                    drop(permit);
-                    Box::new(outcome)
-                })));
+                let client_id = String::from(&*self.client.id);
+                let shared = &self.shared;
+                // Settled: encrypted since the v2 handshake (a `publicKey` in the payload is
+                // ignored), or plaintext on a server without encryption. Nothing follows the
+                // hook, so it may have the request itself, and an answer that comes at once is
+                // applied here.
+                let settled = self.channel.is_open()
+                    || (!shared.options.require_encryption && !shared.encryption.is_available());
+                if !settled {
+                    let shared = shared.clone();
+                    return Ok(Started::Auth(Box::pin(async move {
+                        let outcome = authenticate_v1(shared, client_id, data).await;
+                        drop(permit);
+                        Box::new(outcome)
+                    })));
+                }
+                let request = AuthRequest { client_id, data };
+                let mut answer = call_unpin("authenticate", &shared.hooks.authenticate, request);
+                let Some(answer) = (&mut answer).now_or_never() else {
+                    return Ok(Started::Auth(Box::pin(async move {
+                        let answer = answer.await;
+                        drop(permit);
+                        Box::new(hook_outcome(answer))
+                    })));
+                };
+                drop(permit);
+                return Ok(match self.finish_auth(hook_outcome(answer)) {
+                    None => {
+                        self.closing = true;
+                        Started::Nothing
+                    }
+                    Some(after) if after.is_empty() => Started::Nothing,
+                    Some(after) => Started::AfterAuth(after),
+                });
             }
             Action::Leave(data) => self.leave(data),
             Action::Join(data) => {
@@ -657,7 +692,7 @@ impl Connection {
             }
             Action::Dispatch(frame) => return Err(Wait::Dispatch(frame)),
         }
-        Ok(None)
+        Ok(Started::Nothing)
     }
 
     /// Answers a v2 client hello: the server hello goes out in plaintext and the channel waits
@@ -803,8 +838,7 @@ impl Connection {
         }
         for frame in after.pending {
             let action = self.session.on_frame(frame, Instant::now());
-            // A replayed `authenticate` can only yield an error; no new auth starts here.
-            let _ = self.perform(action).await;
+            self.perform(action).await;
         }
     }
 
@@ -999,43 +1033,41 @@ struct ErrorData<'a> {
     message: &'a str,
 }
 
-/// The authenticate step: the hook, then (unless the v2 channel is already open) the v1 or
-/// custom handshake.
-async fn authenticate(
+/// The authenticate step on a server with v1 or custom encryption, for a client without the
+/// v2 channel: the hook, then the handshake (or the refusal when encryption is required and
+/// none can be made). The hook gets a copy of the request, since the handshake reads it too.
+async fn authenticate_v1(
     shared: Arc<Shared>,
     client_id: String,
     data: Box<RawValue>,
-    v2: bool,
 ) -> AuthOutcome {
-    let required = shared.options.require_encryption;
-    // Encrypted since the handshake (v2; a `publicKey` in the payload is ignored), or in
-    // plaintext on a server without encryption: the hook may have the request itself.
-    let settled = v2 || (!required && !shared.encryption.is_available());
-    let (request, kept) = if settled {
-        (AuthRequest { client_id, data }, None)
-    } else {
-        let request = AuthRequest {
-            client_id: client_id.clone(),
-            data: data.clone(),
-        };
-        (request, Some((client_id, data)))
+    let request = AuthRequest {
+        client_id: client_id.clone(),
+        data: data.clone(),
     };
-    match call("authenticate", &shared.hooks.authenticate, request).await {
-        Ok(Some(identity)) => {
-            let Some((client_id, data)) = kept else {
-                return AuthOutcome::Accepted(identity, None);
-            };
-            let user_id = identity.user_id.as_deref();
-            match shared
-                .encryption
-                .handshake(required, &client_id, user_id, &data)
-                .await
-            {
-                HandshakeResult::Established(e) => AuthOutcome::Accepted(identity, Some(e)),
-                HandshakeResult::Plaintext => AuthOutcome::Accepted(identity, None),
-                HandshakeResult::Failed { notify } => AuthOutcome::EncryptionFailed { notify },
-            }
-        }
+    let answer = call("authenticate", &shared.hooks.authenticate, request).await;
+    let identity = match hook_outcome(answer) {
+        AuthOutcome::Accepted(identity, _) => identity,
+        refused => return refused,
+    };
+    let required = shared.options.require_encryption;
+    let user_id = identity.user_id.as_deref();
+    match shared
+        .encryption
+        .handshake(required, &client_id, user_id, &data)
+        .await
+    {
+        HandshakeResult::Established(e) => AuthOutcome::Accepted(identity, Some(e)),
+        HandshakeResult::Plaintext => AuthOutcome::Accepted(identity, None),
+        HandshakeResult::Failed { notify } => AuthOutcome::EncryptionFailed { notify },
+    }
+}
+
+/// The authentication as the hook answered it: accepted (before any handshake), refused, or
+/// failed (a panic included).
+fn hook_outcome(answer: HookResult<Option<Identity>>) -> AuthOutcome {
+    match answer {
+        Ok(Some(identity)) => AuthOutcome::Accepted(identity, None),
         Ok(None) => AuthOutcome::Rejected,
         Err(e) => {
             tracing::warn!(error = %e, "authenticate hook failed");
