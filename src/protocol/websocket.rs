@@ -238,23 +238,58 @@ pub(crate) fn unmask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// The longest frame header: 2 bytes, a 64-bit length and a mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// A frame header as it goes on the wire (see [`Header::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    bytes: [u8; MAX_HEADER_LEN],
+    len: u8,
+}
+
+impl Header {
+    /// The header of a frame: the final bit, the opcode, the payload's length in the shortest
+    /// of the three length formats, and the mask when there is one (client frames only).
+    pub fn new(fin: bool, opcode: u8, len: usize, mask: Option<[u8; 4]>) -> Self {
+        let mut bytes = [0; MAX_HEADER_LEN];
+        bytes[0] = if fin { FIN } else { 0 } | opcode;
+        let masked = if mask.is_some() { MASKED } else { 0 };
+        let mut at = 2;
+        match len {
+            n if n < 126 => bytes[1] = masked | n as u8,
+            n if n <= usize::from(u16::MAX) => {
+                bytes[1] = masked | 126;
+                bytes[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                at = 4;
+            }
+            n => {
+                bytes[1] = masked | 127;
+                bytes[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                at = 10;
+            }
+        }
+        if let Some(mask) = mask {
+            bytes[at..at + 4].copy_from_slice(&mask);
+            at += 4;
+        }
+        Self {
+            bytes,
+            len: at as u8,
+        }
+    }
+
+    /// The header's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// A masked client frame, as a browser would send it (for tests and the fuzz seeds).
 #[doc(hidden)]
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(if fin { FIN } else { 0 } | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(MASKED | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(MASKED | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(MASKED | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
+    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+    out.extend_from_slice(Header::new(fin, opcode, payload.len(), Some(mask)).as_bytes());
     let at = out.len();
     out.extend_from_slice(payload);
     unmask(&mut out[at..], mask);

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use super::Transport;
 use crate::protocol::websocket::{
-    DecodeError, Decoded, Decoder, Incoming,
+    DecodeError, Decoded, Decoder, Header, Incoming,
     opcode::{CLOSE, PING, PONG},
 };
 
@@ -324,10 +324,9 @@ impl Socket {
 
 /// Appends an unmasked control frame (payload at most 125 bytes).
 fn push_control(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let len = payload.len().min(125);
-    out.push(0x80 | opcode);
-    out.push(len as u8);
-    out.extend_from_slice(&payload[..len]);
+    let payload = &payload[..payload.len().min(125)];
+    out.extend_from_slice(Header::new(true, opcode, payload.len(), None).as_bytes());
+    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]

@@ -7,28 +7,19 @@
 
 use std::cell::RefCell;
 
-use tungstenite::protocol::frame::{
-    FrameHeader,
-    coding::{Data, OpCode},
-};
+use crate::protocol::websocket::{Header, opcode::TEXT};
 
 /// The longest header of an unmasked server frame: 2 bytes plus a 64-bit length.
 pub(crate) const MAX_HEADER: usize = 10;
 
-/// Writes the header of one unfragmented, unmasked text frame of `len` payload bytes.
-fn write_text_header(len: usize, out: &mut impl std::io::Write) {
-    let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
-        ..FrameHeader::default()
-    };
-    // Formatting into a `Vec` cannot fail (`Write for Vec<u8>` only grows it), nor into a
-    // slice of `MAX_HEADER` bytes.
-    let _ = header.format(len as u64, out);
+/// The header of one unfragmented, unmasked text frame of `len` payload bytes.
+fn text_header(len: usize) -> Header {
+    Header::new(true, TEXT, len, None)
 }
 
 /// Appends the header of one unfragmented, unmasked text frame of `len` payload bytes.
 pub(crate) fn push_text_header(out: &mut Vec<u8>, len: usize) {
-    write_text_header(len, out);
+    out.extend_from_slice(text_header(len).as_bytes());
 }
 
 /// Appends one complete text frame carrying `payload` (UTF-8 text).
@@ -73,12 +64,11 @@ pub(crate) fn text_frame_with(fill: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
         out.clear();
         out.resize(MAX_HEADER, 0);
         fill(out);
-        let mut header = [0; MAX_HEADER];
-        let mut rest = &mut header[..];
-        write_text_header(out.len() - MAX_HEADER, &mut rest);
-        // The header is the first bytes written; what is left of the room is skipped.
-        let start = rest.len();
-        out[start..MAX_HEADER].copy_from_slice(&header[..MAX_HEADER - start]);
+        let header = text_header(out.len() - MAX_HEADER);
+        let header = header.as_bytes();
+        // The header ends where the payload starts; what is left of the room is skipped.
+        let start = MAX_HEADER - header.len();
+        out[start..MAX_HEADER].copy_from_slice(header);
         let frame = Box::from(&out[start..]);
         if out.capacity() > KEPT_ASSEMBLY {
             *out = Vec::new();
@@ -97,7 +87,10 @@ pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tungstenite::protocol::frame::{Frame, FrameHeader};
+    use tungstenite::protocol::frame::{
+        Frame, FrameHeader,
+        coding::{Data, OpCode},
+    };
 
     /// Our bytes parse back as the frame tungstenite itself would write, at each length format.
     #[test]
