@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{eventually, spawn, test_builder};
+use common::{eventually, spawn, test_builder, test_builder_max_payload};
 use sealcast::{Identity, Server, ServerBuilder, TransportOptions};
 use serde_json::{Value, json};
 
@@ -378,11 +378,7 @@ async fn hook_errors_are_logged_not_fatal() {
 
 #[tokio::test]
 async fn oversized_frame_closes_only_its_client_with_1009() {
-    let transport = TransportOptions {
-        max_payload_length: 1024,
-        ..TransportOptions::default()
-    };
-    let srv = spawn(test_builder().transport(transport)).await;
+    let srv = spawn(test_builder_max_payload(1024)).await;
     let mut big = srv.authed("big").await;
     let mut neighbour = srv.authed("neighbour").await;
     big.send_text(&format!(r#"{{"event":"x","data":"{}"}}"#, "a".repeat(4096)))

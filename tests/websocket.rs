@@ -7,13 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, serve_axum, spawn, test_builder};
-use sealcast::{
-    TransportOptions,
-    protocol::websocket::{
-        client_frame,
-        opcode::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT},
-    },
+use common::{TestServer, serve_axum, spawn, test_builder, test_builder_max_payload};
+use sealcast::protocol::websocket::{
+    client_frame,
+    opcode::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT},
 };
 use serde_json::Value;
 use tokio::{
@@ -297,11 +294,7 @@ async fn broken_frames_close_with_1002_and_invalid_text_with_1007() {
 
 #[tokio::test]
 async fn an_oversized_frame_is_refused_from_its_header_alone() {
-    let transport = TransportOptions {
-        max_payload_length: 1024,
-        ..TransportOptions::default()
-    };
-    let srv = spawn(test_builder().transport(transport)).await;
+    let srv = spawn(test_builder_max_payload(1024)).await;
     let mut c = Raw::connect(&srv).await;
     // A header announcing 1 GiB, and not one byte of it.
     let mut header = vec![0x82, 0x80 | 127];

@@ -112,7 +112,6 @@ impl Socket {
         }
         // A pong goes out as soon as it can; a full socket only keeps it queued.
         if let Poll::Ready(Err(e)) = self.poll_control(cx) {
-            self.peer_done = true;
             return self.fail(e.into());
         }
         if !self.pending.is_empty() {
@@ -142,10 +141,7 @@ impl Socket {
                 })
             });
             match ready!(read) {
-                Err(e) => {
-                    self.peer_done = true;
-                    return self.fail(e.into());
-                }
+                Err(e) => return self.fail(e.into()),
                 // The peer closed its side.
                 Ok(None) => {
                     self.read_done = true;
@@ -204,8 +200,11 @@ impl Socket {
         Poll::Ready(Some(found.map_err(ReadError::from)))
     }
 
+    /// Ends the reading with `e`. A stream that failed is done; a client that broke the
+    /// protocol may still be sending.
     fn fail(&mut self, e: ReadError) -> Poll<Option<Result<Incoming, ReadError>>> {
         self.read_done = true;
+        self.peer_done = matches!(e, ReadError::Io(_));
         self.pending = Vec::new();
         Poll::Ready(Some(Err(e)))
     }

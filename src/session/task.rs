@@ -89,12 +89,6 @@ struct AfterAuth {
     pending: VecDeque<Result<Option<InboundFrame>, FrameError>>,
 }
 
-impl AfterAuth {
-    fn is_empty(&self) -> bool {
-        self.event.is_none() && self.pending.is_empty()
-    }
-}
-
 /// How the authenticate step ended.
 enum AuthOutcome {
     Accepted(Identity, Option<Established>),
@@ -396,9 +390,9 @@ impl Connection {
                     Wake::Auth(outcome) => {
                         self.auth = None;
                         match self.finish_auth(*outcome) {
-                            None => Slow::Finish,
-                            Some(after) if after.is_empty() => continue,
-                            Some(after) => Slow::AfterAuth(Box::new(after)),
+                            _ if self.closing => Slow::Finish,
+                            Started::AfterAuth(after) => Slow::AfterAuth(Box::new(after)),
+                            _ => continue,
                         }
                     }
                     Wake::Timer => {
@@ -632,12 +626,10 @@ impl Connection {
                 {
                     // SECURITY: a v2-required server refuses v1 and plaintext clients (and a
                     // client whose v2 offer was stripped) before their credentials reach a hook.
-                    self.refuse(
+                    return Ok(self.refuse_auth(
                         Some(ErrorMessage::EncryptionHandshakeFailed),
                         CloseCode::EncryptionRequired,
-                    );
-                    self.closing = true;
-                    return Ok(Started::Nothing);
+                    ));
                 }
                 // SECURITY: bound the authentications (and handshakes) running at once, so a
                 // flood of connections cannot pile up work in the hooks.
@@ -675,14 +667,7 @@ impl Connection {
                     })));
                 };
                 drop(permit);
-                return Ok(match self.finish_auth(hook_outcome(answer)) {
-                    None => {
-                        self.closing = true;
-                        Started::Nothing
-                    }
-                    Some(after) if after.is_empty() => Started::Nothing,
-                    Some(after) => Started::AfterAuth(after),
-                });
+                return Ok(self.finish_auth(hook_outcome(answer)));
             }
             Action::Leave(data) => self.leave(data),
             Action::Join(data) => {
@@ -754,9 +739,9 @@ impl Connection {
     }
 
     /// Applies the authentication outcome without waiting: what waits is returned (the
-    /// connected hook's event, the frames that arrived meanwhile). `None` when the connection
-    /// is closing.
-    fn finish_auth(&mut self, outcome: AuthOutcome) -> Option<AfterAuth> {
+    /// connected hook's event, the frames that arrived meanwhile), when there is any. A refusal
+    /// sets `closing`.
+    fn finish_auth(&mut self, outcome: AuthOutcome) -> Started {
         let (identity, established) = match outcome {
             AuthOutcome::Accepted(identity, established) => (identity, established),
             AuthOutcome::Rejected => {
@@ -820,13 +805,17 @@ impl Connection {
             .hub
             .authenticate(&self.client, identity, &self.shared.default_rooms)
         {
-            return None;
+            self.closing = true;
+            return Started::Nothing;
         }
         tracing::debug!(client = %self.client.id, user = ?user_id, encrypted = self.client.is_encrypted(), "authenticated");
         // The frames that arrived meanwhile are replayed after the hook; nothing is read
         // until then.
         let pending = self.session.on_auth(AuthResult::Accepted);
-        Some(AfterAuth { event, pending })
+        if event.is_none() && pending.is_empty() {
+            return Started::Nothing;
+        }
+        Started::AfterAuth(AfterAuth { event, pending })
     }
 
     /// Runs the connected hook, then the frames that arrived during authentication.
@@ -842,13 +831,9 @@ impl Connection {
         }
     }
 
-    /// [`Connection::refuse`] for an authentication: the connection closes.
-    fn refuse_auth(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> Option<AfterAuth> {
-        self.refuse(message, code);
-        None
-    }
-
-    fn refuse(&mut self, message: Option<ErrorMessage>, code: CloseCode) {
+    /// Refuses an authentication: counts it, sends `message` when there is one, and closes the
+    /// connection with `code`.
+    fn refuse_auth(&mut self, message: Option<ErrorMessage>, code: CloseCode) -> Started {
         let counters = &self.shared.hub.counters;
         match code {
             CloseCode::AuthFailed => Counters::add(&counters.auth_failures, 1),
@@ -860,6 +845,8 @@ impl Connection {
             self.send_error(message);
         }
         self.client.outbox.close(code);
+        self.closing = true;
+        Started::Nothing
     }
 
     fn send_error(&self, message: ErrorMessage) {

@@ -7,7 +7,7 @@ pub mod redis;
 use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use sealcast::{Identity, Server, ServerBuilder};
+use sealcast::{Identity, Server, ServerBuilder, TransportOptions};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -68,6 +68,15 @@ pub fn test_builder() -> ServerBuilder {
                 .filter(|r| !r.starts_with("private-"))
                 .collect())
         })
+}
+
+/// [`test_builder`] with messages (and frames) limited to `bytes`: a longer one closes its
+/// client with 1009.
+pub fn test_builder_max_payload(bytes: usize) -> ServerBuilder {
+    test_builder().transport(TransportOptions {
+        max_payload_length: bytes,
+        ..TransportOptions::default()
+    })
 }
 
 /// Builds and serves on 127.0.0.1:0.
