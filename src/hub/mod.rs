@@ -262,7 +262,12 @@ pub(crate) struct Clock(Instant);
 
 impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    /// [`Clock::now_ms`] for an instant the caller has read already.
+    pub(crate) fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -774,7 +779,7 @@ fn fan_out<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::{sync::Mutex, time::Duration};
 
     use super::*;
     use crate::session::Outbox;
@@ -895,6 +900,20 @@ mod tests {
         );
         hub.remove("b");
         assert!(recorder.take().contains(&format!("-ws:room:{id}")));
+    }
+
+    /// The activity clock reads milliseconds off an instant the caller already has, and an
+    /// instant from before the server started reads as 0 rather than panicking.
+    #[test]
+    fn clock_reads_an_instant_taken_earlier() {
+        let start = Instant::now();
+        let clock = Clock(start);
+        assert_eq!(clock.ms_at(start), 0);
+        assert_eq!(clock.ms_at(start + Duration::from_millis(1_500)), 1_500);
+        if let Some(before) = start.checked_sub(Duration::from_secs(1)) {
+            assert_eq!(clock.ms_at(before), 0);
+        }
+        assert!(clock.now_ms() >= clock.ms_at(start));
     }
 
     /// Only this instance's ids name own-id rooms: a room named after another instance's id

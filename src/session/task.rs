@@ -511,7 +511,9 @@ impl Connection {
             Payload::Text(text) => text.as_bytes(),
             Payload::Binary(bin) => bin,
         };
-        self.timers.last_read = Instant::now();
+        // One clock read for the frame: its arrival, its rate budget and its activity stamp.
+        let now = Instant::now();
+        self.timers.last_read = now;
         Counters::add(&self.shared.hub.counters.frames_in, 1);
         // SECURITY: v2 records are opened before the frame budget is charged, even those the
         // budget then refuses: skipping one unopened would desynchronize the record counter
@@ -538,7 +540,7 @@ impl Connection {
             }
             Inbound::Ignore => return Read::Continue,
         };
-        match self.session.admit(Instant::now()) {
+        match self.session.admit(now) {
             Admit::Accept => {}
             Admit::Refuse { notify } => {
                 Counters::add(&self.shared.hub.counters.rate_limited, 1);
@@ -553,14 +555,15 @@ impl Connection {
                 return Read::Finish;
             }
         }
-        self.client.touch(self.shared.hub.clock.now_ms());
+        self.client
+            .touch(self.shared.hub.clock.ms_at(now.into_std()));
         let limits = &self.shared.options.limits;
         let parsed = match &payload {
             // The frame is the text message itself: no second UTF-8 check.
             Payload::Text(text) if passed_through => InboundFrame::parse_str(text, limits),
             _ => InboundFrame::parse(frame, limits),
         };
-        Read::Perform(self.session.on_frame(parsed, Instant::now()))
+        Read::Perform(self.session.on_frame(parsed, now))
     }
 
     /// The server is closing: writes out what is queued and the close frame, within
