@@ -279,6 +279,9 @@ impl Connection {
         let live = Live::new(&shared);
         Counters::add(&shared.hub.counters.connections_opened, 1);
         let transport = &shared.options.transport;
+        // One clock read for the connection's start: its activity stamp, its auth deadline
+        // and its timers.
+        let now = Instant::now();
         let client = loop {
             let client = Arc::new(Client::new(
                 shared.hub.ids.assign(),
@@ -286,7 +289,7 @@ impl Connection {
                     transport.backpressure_limit,
                     transport.close_on_backpressure_limit,
                 ),
-                shared.hub.clock.now_ms(),
+                shared.hub.clock.ms_at(now.into_std()),
             ));
             if shared.hub.insert(client.clone()) {
                 break client;
@@ -306,12 +309,8 @@ impl Connection {
                 counters: shared.hub.counters.clone(),
             },
         };
-        let session = Session::new(
-            Instant::now(),
-            shared.options.auth_timeout,
-            &shared.options.limits,
-        );
-        let timers = Timers::new(Instant::now(), transport);
+        let session = Session::new(now, shared.options.auth_timeout, &shared.options.limits);
+        let timers = Timers::new(now, transport);
         Box::new(Self {
             socket,
             session,
