@@ -30,13 +30,14 @@ full)
 esac
 : "${CLIENTS_1K:=1000}" "${MESSAGES_1K:=2000}" "${WINDOW_1K:=256}"
 : "${CLIENTS_10K:=10000}" "${MESSAGES_10K:=200}" "${WINDOW_10K:=100}"
+: "${SMALL_CLIENTS:=4}" "${SMALL_MESSAGES:=200000}" "${WINDOW_SMALL:=512}"
 : "${STEADY_CLIENTS:=1000}" "${STEADY_RATE:=200}"
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=2000}" "${MIXED_MESSAGES:=4000}"
 : "${ISOLATED_RATE:=150}" "${ISOLATED_MESSAGES:=750}"
 export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
-: "${SCENARIOS:=fanout_1k steady fanout_10k idle encrypted encrypted_v2 mixed mixed_isolated}"
+: "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 mixed mixed_isolated}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$TARGET_DIR/bench-results.txt}
 
@@ -165,6 +166,11 @@ for rep in $(seq "$REPEAT"); do
     fanout_10k)
       for s in sealcast bun; do
         run "$scenario" "$s" "$rep" --clients "$CLIENTS_10K" --messages "$MESSAGES_10K" --window "$WINDOW_10K"
+      done ;;
+    small_room)
+      # Many messages to a room of a few: the cost of each message's way in from Redis.
+      for s in sealcast bun; do
+        run "$scenario" "$s" "$rep" --clients "$SMALL_CLIENTS" --messages "$SMALL_MESSAGES" --window "$WINDOW_SMALL"
       done ;;
     idle)
       for s in sealcast sealcast_pattern bun; do

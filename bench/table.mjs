@@ -75,6 +75,14 @@ for (const [scenario, name] of [
   row(`${label}: lost + duplicate`, stat(scenario, "sealcast", (r) => Number(r.lost) + Number(r.duplicates)), stat(scenario, "bun", (r) => Number(r.lost) + Number(r.duplicates)), 0, "0", (_r, ours) => ours === 0);
 }
 
+if (has("small_room")) {
+  const any = pick("small_room", "sealcast")[0] ?? pick("small_room", "bun")[0] ?? {};
+  const label = `room of ${any.connected ?? "?"} (${any.messages ?? "?"} msgs, each read from Redis)`;
+  row(`${label}: server CPU-s / 1M deliveries`, stat("small_room", "sealcast", "cpu_s_per_m"), stat("small_room", "bun", "cpu_s_per_m"), 3, "info", null);
+  row(`${label}: deliveries/s`, stat("small_room", "sealcast", "deliveries_per_s"), stat("small_room", "bun", "deliveries_per_s"), 0, "info", null);
+  row(`${label}: lost + duplicate`, stat("small_room", "sealcast", (r) => Number(r.lost) + Number(r.duplicates)), stat("small_room", "bun", (r) => Number(r.lost) + Number(r.duplicates)), 0, "0", (_r, ours) => ours === 0);
+}
+
 if (has("steady")) {
   const any = pick("steady", "sealcast")[0] ?? {};
   const label = `steady ${process.env.STEADY_RATE ?? 200} msg/s to ${any.connected ?? "?"}`;

@@ -17,6 +17,7 @@ use sealcast::crypto::v2::{
     REKEY_INTERVAL, Sealer, ServerHandshake, ServerSigningKey,
 };
 use sealcast::crypto::{CryptoError, KeyPair, PublicKey, V1Key};
+use sealcast::protocol::resp;
 use sealcast::protocol::websocket as ws;
 use sealcast::protocol::{Channel, Envelope, InboundFrame, Limits, encode_frame};
 
@@ -369,4 +370,74 @@ pub fn websocket_decode(data: &[u8]) -> bool {
         );
     }
     accepted
+}
+
+/// The bulk-string limit `resp_decode` decodes under (raised to `resp::MIN_BULK_LIMIT`).
+pub const RESP_FUZZ_MAX_BULK: usize = 0;
+
+/// Decodes `input` to its end, `feed` bytes at a time as reads would bring them
+/// (`usize::MAX`: all at once): every reply as text, then how many bytes were taken (skipped
+/// ones included), or the error that ended the reading.
+fn resp_decode_all(input: &[u8], feed: usize) -> (Vec<String>, Result<usize, resp::RespError>) {
+    let mut decoder = resp::Decoder::new(RESP_FUZZ_MAX_BULK);
+    let (mut replies, mut buf, mut taken, mut fed) = (Vec::new(), Vec::new(), 0, 0);
+    // What an unfinished reply may hold: the longest status line, or an array header and four
+    // elements within the limit, each with its header.
+    let held = (resp::MAX_STATUS_LINE + 2).max(4 * (resp::MIN_BULK_LIMIT + 2 + 26) + 26);
+    loop {
+        let (decoded, skipped) = match decoder.decode(&buf) {
+            Ok(outcome) => outcome,
+            Err(e) => return (replies, Err(e)),
+        };
+        assert!(skipped <= buf.len(), "a skip takes bytes it was given");
+        let used = match decoded {
+            resp::Decoded::Reply(located, used) => {
+                assert!(used > 0 && skipped + used <= buf.len(), "a reply takes its bytes");
+                let reply = located.reply(&buf[skipped..skipped + used]);
+                assert!(!decoder.is_skipping() || matches!(reply, resp::Reply::TooLong { .. }));
+                if let resp::Reply::Message { channel, payload } = reply {
+                    // What a publish of the same channel and payload would bring.
+                    let mut again = Vec::new();
+                    resp::encode_command(&mut again, b"message", [channel, payload].into_iter());
+                    let mut fresh = resp::Decoder::new(RESP_FUZZ_MAX_BULK);
+                    let (decoded, skipped) = fresh.decode(&again).expect("a message decodes");
+                    let resp::Decoded::Reply(located, used) = decoded else {
+                        panic!("a whole message is a reply: {decoded:?}");
+                    };
+                    assert_eq!((skipped, used), (0, again.len()));
+                    assert_eq!(located.reply(&again), reply);
+                }
+                replies.push(format!("{reply:?}"));
+                used
+            }
+            resp::Decoded::Incomplete => 0,
+        };
+        buf.drain(..skipped + used);
+        taken += skipped + used;
+        if used > 0 {
+            continue;
+        }
+        assert!(
+            buf.len() <= held,
+            "an unfinished reply stays within the limit"
+        );
+        if fed == input.len() {
+            return (replies, Ok(taken));
+        }
+        let more = feed.min(input.len() - fed);
+        buf.extend_from_slice(&input[fed..fed + more]);
+        fed += more;
+    }
+}
+
+/// `resp_decode`: [`resp::Decoder`] never panics on any bytes from Redis; reading them in
+/// 7-byte or 1-byte pieces gives exactly what reading them whole gives; an unfinished reply
+/// never holds more than the limit allows (a longer payload is skipped, not buffered); a message
+/// re-encoded as Redis sends it decodes back to itself. Accepted: a reply was read.
+pub fn resp_decode(data: &[u8]) -> bool {
+    let whole = resp_decode_all(data, usize::MAX);
+    for feed in [7, 1] {
+        assert_eq!(resp_decode_all(data, feed), whole, "pieces of {feed} bytes");
+    }
+    !whole.0.is_empty()
 }

@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("v2_handshake", v2_handshake),
     ("v2_record", v2_record),
     ("websocket_decode", websocket_decode),
+    ("resp_decode", resp_decode),
 ];
 
 /// Fewest files a target's corpus may hold: the hand-made seeds alone are more.
@@ -122,6 +123,11 @@ fn v2_record_corpus() {
 #[test]
 fn websocket_decode_corpus() {
     replay("websocket_decode");
+}
+
+#[test]
+fn resp_decode_corpus() {
+    replay("resp_decode");
 }
 
 /// A new target cannot be added without a corpus replayed here (and the other way round).

@@ -777,3 +777,108 @@ async fn health_checks_keep_a_quiet_connection_and_notice_a_frozen_redis() {
     .await;
     assert_eq!(a.next_event().await, "thawed");
 }
+
+/// The subscriber's own connection authenticates with the URL's password (and user), and reads
+/// a Redis on a Unix socket; wrong credentials leave it unsubscribed and not ready.
+#[tokio::test]
+async fn the_subscriber_authenticates_and_connects_over_unix_sockets() {
+    let port = common::redis::free_port();
+    let socket = std::env::temp_dir().join(format!("sealcast-redis-{port}.sock"));
+    let _redis = RedisProcess::start_with(
+        port,
+        ["--requirepass", "s3cret", "--unixsocket"]
+            .into_iter()
+            .map(String::from)
+            .chain([socket.display().to_string()])
+            .chain(["--user", "alice", "on", ">pw", "~*", "&*", "+@all"].map(String::from))
+            .collect(),
+    )
+    .await;
+    let tcp = format!("redis://:s3cret@127.0.0.1:{port}");
+    let urls = [
+        tcp.clone(),
+        format!("redis://alice:pw@127.0.0.1:{port}"),
+        format!("redis+unix://{}?pass=s3cret", socket.display()),
+    ];
+    let mut conn = plain(&tcp).await;
+    for url in &urls {
+        for mode in [SubscriptionMode::Interest, SubscriptionMode::Pattern] {
+            let config = RedisConfig::new(url).subscription_mode(mode);
+            let mut a = instance(config).await;
+            a.sub.watch(&Channel::User("u1".into()));
+            until("the user channel subscribed", || {
+                let mut conn = conn.clone();
+                async move {
+                    numsub(&mut conn, "ws:user:u1").await == 1 || mode == SubscriptionMode::Pattern
+                }
+            })
+            .await;
+            raw_publish(
+                &mut conn,
+                "ws:user:u1",
+                r#"{"serverId":"x","type":"user","target":"u1","event":"to-user","data":1}"#,
+            )
+            .await;
+            assert_eq!(a.next_event().await, "to-user", "{url} {mode:?}");
+            a.broker.shutdown().await;
+        }
+    }
+    // Wrong credentials: the subscriber's AUTH is refused, so it holds no subscription.
+    let wrong = RedisBroker::new(
+        RedisConfig::new(format!("redis://:wrong@127.0.0.1:{port}"))
+            .connect_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let (tx, _rx) = mpsc::channel(1);
+    let _sub = wrong.subscribe(tx).await.unwrap();
+    assert!(!wrong.is_ready());
+    assert_eq!(numsub(&mut conn, "ws:broadcast").await, 0);
+    let _ = std::fs::remove_file(&socket);
+}
+
+/// Envelopes longer than what one read brings are reassembled; one over the limit is skipped
+/// as it arrives, counted, and the connection reads on.
+#[tokio::test]
+async fn long_envelopes_are_read_whole_and_those_over_the_limit_skipped() {
+    let redis = RedisProcess::start().await;
+    let limits = Limits {
+        max_envelope_bytes: 256 * 1024,
+        ..Limits::default()
+    };
+    for mode in [SubscriptionMode::Interest, SubscriptionMode::Pattern] {
+        let mut a = instance(config(&redis, mode).limits(limits.clone())).await;
+        a.sub.watch(&Channel::Room("r".into()));
+        let mut conn = plain(&redis.url()).await;
+        until("the room channel subscribed", || {
+            let mut conn = conn.clone();
+            async move { numsub(&mut conn, "ws:room:r").await == 1 || mode == SubscriptionMode::Pattern }
+        })
+        .await;
+        let long = |n: usize| {
+            format!(
+                r#"{{"serverId":"x","type":"room","target":"r","event":"long","data":"{}"}}"#,
+                "a".repeat(n)
+            )
+        };
+        raw_publish(&mut conn, "ws:room:r", &long(200 * 1024)).await;
+        raw_publish(&mut conn, "ws:room:r", &long(300 * 1024)).await;
+        raw_publish(&mut conn, "ws:broadcast", &long(1024 * 1024)).await;
+        raw_publish(
+            &mut conn,
+            "ws:room:r",
+            r#"{"serverId":"x","type":"room","target":"r","event":"after","data":1}"#,
+        )
+        .await;
+        let d = a.next().await;
+        assert_eq!(d.envelope.event, "long");
+        assert_eq!(
+            d.envelope.data.as_ref().map(|d| d.get().len()),
+            Some(200 * 1024 + 2)
+        );
+        assert_eq!(a.next_event().await, "after");
+        let stats = a.broker.stats();
+        assert_eq!((stats.received, stats.dropped_invalid), (4, 2), "{mode:?}");
+        assert!(a.broker.is_ready());
+        a.broker.shutdown().await;
+    }
+}

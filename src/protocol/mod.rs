@@ -1,7 +1,7 @@
 //! The wire format, with no I/O: the reading of WebSocket client frames (`websocket`), inbound
 //! frame parsing with limits, outbound encoding done once per message, system events, close
-//! codes and the spec's exact error strings, validated room names, and the Redis envelope with
-//! its channel names.
+//! codes and the spec's exact error strings, validated room names, the Redis envelope with its
+//! channel names, and the replies a Redis pub/sub connection reads (`resp`).
 //!
 //! Nothing here imports tokio, axum or redis (a test in this module checks it), so the parser can
 //! be fuzzed and unit-tested on its own.
@@ -11,6 +11,7 @@ mod envelope;
 mod event;
 mod frame;
 mod limits;
+pub mod resp;
 mod room;
 pub mod websocket;
 

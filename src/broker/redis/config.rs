@@ -56,8 +56,10 @@ impl RedisConfig {
     /// (counted in [`RedisStats::dropped_overflow`]): 1 s.
     pub const INBOX_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-    /// One Redis server, e.g. `redis://:password@127.0.0.1:6379/0` (`rediss://` needs a TLS
-    /// feature of the `redis` crate; `redis+unix:///path` works too).
+    /// One Redis server, e.g. `redis://:password@127.0.0.1:6379/0` or
+    /// `redis://user:password@host:6379` (`redis+unix:///path?pass=…` works too; `rediss://`
+    /// needs a TLS feature of the `redis` crate, whose pub/sub connection the subscriber then
+    /// uses instead of its own).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             urls: vec![url.into()],

@@ -4,7 +4,10 @@
 //! A [`RedisBroker`] owns one connection for publishing, and every [`Subscription`] it hands out
 //! owns one pub/sub connection. Both are the broker's own, opened from the configured URLs, so
 //! pub/sub traffic never shares a socket with the application's Redis usage (the reference's
-//! `duplicate()` does the same).
+//! `duplicate()` does the same). A subscription's connection to a TCP or Unix-socket Redis is
+//! the project's own (`conn`): commands are written as RESP2 and replies decoded in place by
+//! [`crate::protocol::resp`], in a buffer that never holds more than one reply; over `rediss://`
+//! it is the `redis` crate's pub/sub connection.
 //!
 //! # Subscription modes
 //! * [`SubscriptionMode::Interest`] (the default): `SUBSCRIBE ws:broadcast`, plus the exact
@@ -40,7 +43,9 @@
 //! [`Broker::is_ready`] says whether the connections are up.
 //!
 //! # Untrusted input
-//! Whatever arrives from Redis is parsed with [`Envelope::parse`] under [`Limits`]; malformed
+//! The subscriber reads lengths from their headers before their bytes: a message longer than
+//! [`Limits::max_envelope_bytes`] is skipped as it arrives, never buffered, and counted as
+//! invalid. Whatever arrives from Redis is parsed with [`Envelope::parse`] under [`Limits`]; malformed
 //! envelopes, envelopes whose type or target disagree with their channel, and (with a
 //! [`RedisConfig::signing_key`]) unsigned or badly signed envelopes are dropped, logged and
 //! counted in [`RedisStats::dropped_invalid`]. See [`SigningKey`] for the signature's wire form.
@@ -55,10 +60,9 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
-    aio::{MultiplexedConnection, PubSubSink, PubSubStream},
+    aio::MultiplexedConnection,
 };
 use tokio::{
     sync::{Notify, mpsc, watch},
@@ -70,6 +74,7 @@ use super::{BoxFuture, Broker, BrokerError, Delivery, Subscription, signing::Sig
 use crate::protocol::{Channel, Envelope, Limits};
 
 mod config;
+mod conn;
 mod subscriber;
 
 pub use config::{RedisConfig, SubscriptionMode};

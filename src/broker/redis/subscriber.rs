@@ -6,9 +6,9 @@ use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::{HashTable, hash_table::Entry};
 
-use redis::{RedisWrite, ToRedisArgs};
-
+use super::conn::{self, Command, Event, Sink, Stream};
 use super::*;
+use crate::protocol::EnvelopeError;
 
 /// What a subscription's task and its handle share.
 pub(super) struct SubShared {
@@ -284,24 +284,6 @@ impl Drop for RedisSubscription {
 /// Most channels named in one SUBSCRIBE/UNSUBSCRIBE command.
 const SUBSCRIBE_BATCH: usize = 256;
 
-/// Channel names as the arguments of one command, written straight from the shared names.
-struct Names<'a>(&'a [Arc<str>]);
-
-impl ToRedisArgs for Names<'_> {
-    fn write_redis_args<W>(&self, out: &mut W)
-    where
-        W: ?Sized + RedisWrite,
-    {
-        for name in self.0 {
-            out.write_arg(name.as_bytes());
-        }
-    }
-
-    fn num_of_args(&self) -> usize {
-        self.0.len()
-    }
-}
-
 enum PumpEnd {
     Stopped,
     Lost(String),
@@ -328,7 +310,7 @@ pub(super) async fn run_subscriber(
         let opened = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            opened = open_subscriber(&inner, &shared, &node) => opened,
+            opened = open_subscriber(&inner, &shared, &node, &inbox) => opened,
         };
         match opened {
             Ok((sink, stream, held, own_held)) => {
@@ -387,45 +369,63 @@ pub(super) async fn run_subscriber(
 }
 
 /// Opens a pub/sub connection to `node` and subscribes to everything the subscription should
-/// hold; returns how many exact channels it subscribed to in interest mode, and whether it
+/// hold, waiting until Redis confirmed it all (messages that arrive meanwhile are delivered);
+/// returns how many exact channels it subscribed to in interest mode, and whether it
 /// subscribed the own-id patterns.
 async fn open_subscriber(
     inner: &Inner,
     shared: &SubShared,
     node: &Node,
-) -> Result<(PubSubSink, PubSubStream, usize, bool), String> {
+    inbox: &mpsc::Sender<Delivery>,
+) -> Result<(Sink, Stream, usize, bool), String> {
     let limit = inner.config.connect_timeout;
-    let client = node.client()?;
-    let pubsub = match timeout(limit, client.get_async_pubsub()).await {
-        Ok(Ok(pubsub)) => pubsub,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("connect timed out after {limit:?}")),
-    };
-    let (mut sink, stream) = pubsub.split();
+    let max_bulk = inner.config.limits.max_envelope_bytes;
+    let (mut sink, mut stream) = conn::open(node, max_bulk, limit).await?;
     let subscribed = timeout(limit, async {
-        match shared.mode {
+        let mut pending = 0;
+        let held = match shared.mode {
             SubscriptionMode::Pattern => {
-                sink.subscribe(Channel::BROADCAST).await?;
-                sink.psubscribe(&[
-                    Channel::ROOM_PATTERN,
-                    Channel::CLIENT_PATTERN,
-                    Channel::USER_PATTERN,
-                ])
-                .await?;
-                Ok::<(usize, bool), RedisError>((0, false))
+                pending += sink
+                    .command(Command::Subscribe, &[Channel::BROADCAST])
+                    .await?;
+                pending += sink
+                    .command(
+                        Command::PatternSubscribe,
+                        &[
+                            Channel::ROOM_PATTERN,
+                            Channel::CLIENT_PATTERN,
+                            Channel::USER_PATTERN,
+                        ],
+                    )
+                    .await?;
+                (0, false)
             }
             SubscriptionMode::Interest => {
                 let all = lock(&shared.desired).take_all();
                 for chunk in all.chunks(SUBSCRIBE_BATCH) {
-                    sink.subscribe(Names(chunk)).await?;
+                    pending += sink.command(Command::Subscribe, chunk).await?;
                 }
                 let own = shared.own_ids.get();
                 if let Some(own) = own {
-                    sink.psubscribe(own.patterns()).await?;
+                    pending += sink
+                        .command(Command::PatternSubscribe, &own.patterns())
+                        .await?;
                 }
-                Ok((all.len(), own.is_some()))
+                (all.len(), own.is_some())
+            }
+        };
+        while pending > 0 {
+            match stream.next().await? {
+                Some(Event::Confirmed) => pending -= 1,
+                Some(event) => {
+                    if !handle_event(inner, inbox, event).await {
+                        return Err("stopped".to_owned());
+                    }
+                }
+                None => return Err("connection closed".to_owned()),
             }
         }
+        Ok::<_, String>(held)
     })
     .await;
     match subscribed {
@@ -435,37 +435,42 @@ async fn open_subscriber(
     }
 }
 
-/// Applies one round of the changes to the desired set since the last sync; when more are left,
+/// Sends one round of the changes to the desired set since the last sync; when more are left,
 /// leaves a permit in `changed` so the task runs the next round on its next turn. Subscribes
 /// the own-id patterns once they are known (`own_held` says whether this connection has).
+/// Returns how many confirmations the round awaits on the stream (see [`Sink::command`]): the
+/// next round is sent once they arrived, so a burst of changes coalesces into few commands.
 async fn sync_interest(
-    sink: &mut PubSubSink,
+    sink: &mut Sink,
     shared: &SubShared,
     own_held: &mut bool,
-) -> Result<(), RedisError> {
+) -> Result<usize, String> {
+    let mut pending = 0;
     if !*own_held && let Some(own) = shared.own_ids.get() {
-        sink.psubscribe(own.patterns()).await?;
+        pending += sink
+            .command(Command::PatternSubscribe, &own.patterns())
+            .await?;
         *own_held = true;
     }
     let changes = lock(&shared.desired).take_changes();
     if !changes.add.is_empty() {
-        sink.subscribe(Names(&changes.add)).await?;
+        pending += sink.command(Command::Subscribe, &changes.add).await?;
     }
     // Never send an UNSUBSCRIBE without arguments: it would drop every subscription.
     if !changes.remove.is_empty() {
-        sink.unsubscribe(Names(&changes.remove)).await?;
+        pending += sink.command(Command::Unsubscribe, &changes.remove).await?;
     }
     if changes.more {
         shared.changed.notify_one();
     }
-    Ok(())
+    Ok(pending)
 }
 
 async fn pump(
     inner: &Inner,
     shared: &SubShared,
     inbox: &mpsc::Sender<Delivery>,
-    (mut sink, mut stream, mut own_held): (PubSubSink, PubSubStream, bool),
+    (mut sink, mut stream, mut own_held): (Sink, Stream, bool),
     stop: &mut watch::Receiver<bool>,
 ) -> PumpEnd {
     let limit = inner.config.connect_timeout;
@@ -476,40 +481,85 @@ async fn pump(
     let mut health = tokio::time::interval_at(Instant::now() + every, every);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let interest = shared.mode == SubscriptionMode::Interest;
+    // Confirmations the last sync round still awaits, and whether a PING awaits its reply (the
+    // connection is lost if it does not come within `limit`).
+    let mut pending = 0usize;
+    let mut ping_pending = false;
+    let ping_timeout = tokio::time::sleep(limit);
+    tokio::pin!(ping_timeout);
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => return PumpEnd::Stopped,
             () = inbox.closed() => return PumpEnd::Stopped,
-            () = shared.changed.notified(), if interest => {
+            () = shared.changed.notified(), if interest && pending == 0 => {
                 match timeout(limit, sync_interest(&mut sink, shared, &mut own_held)).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(n)) => pending = n,
                     Ok(Err(e)) => return PumpEnd::Lost(format!("resubscribe failed: {e}")),
                     Err(_) => return PumpEnd::Lost("resubscribe timed out".into()),
                 }
             }
-            msg = stream.next() => match msg {
-                Some(msg) => {
-                    if !handle_message(inner, inbox, &msg).await {
+            event = stream.next() => match event {
+                Ok(Some(Event::Confirmed)) => pending = pending.saturating_sub(1),
+                Ok(Some(Event::Pong)) => ping_pending = false,
+                Ok(Some(event)) => {
+                    if !handle_event(inner, inbox, event).await {
                         return PumpEnd::Stopped;
                     }
                 }
-                None => return PumpEnd::Lost("connection closed".into()),
+                Ok(None) => return PumpEnd::Lost("connection closed".into()),
+                Err(e) => return PumpEnd::Lost(e),
             },
-            _ = health.tick() => match timeout(limit, sink.ping::<redis::Value>()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return PumpEnd::Lost(format!("health check failed: {e}")),
-                Err(_) => return PumpEnd::Lost("health check timed out".into()),
-            },
+            () = &mut ping_timeout, if ping_pending => {
+                return PumpEnd::Lost("health check timed out".into());
+            }
+            _ = health.tick(), if !ping_pending => {
+                match timeout(limit, sink.ping()).await {
+                    // The crate's connection answered already.
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => {
+                        ping_pending = true;
+                        ping_timeout.as_mut().reset(Instant::now() + limit);
+                    }
+                    Ok(Err(e)) => return PumpEnd::Lost(format!("health check failed: {e}")),
+                    Err(_) => return PumpEnd::Lost("health check timed out".into()),
+                }
+            }
         }
     }
 }
 
+/// Hands a message event to [`handle_message`]; counts a message too long to read as received
+/// and invalid. `false` when the inbox is gone.
+async fn handle_event(inner: &Inner, inbox: &mpsc::Sender<Delivery>, event: Event<'_>) -> bool {
+    match event {
+        Event::Message { channel, payload } => match std::str::from_utf8(channel) {
+            Ok(channel) => handle_message(inner, inbox, channel, payload).await,
+            Err(_) => {
+                bump(&inner.counters.received);
+                inner.drop_invalid(&String::from_utf8_lossy(channel), &"channel is not UTF-8");
+                true
+            }
+        },
+        Event::TooLong { channel } => {
+            bump(&inner.counters.received);
+            let channel =
+                channel.map_or_else(|| "(name over the limit)".into(), String::from_utf8_lossy);
+            inner.drop_invalid(&channel, &EnvelopeError::TooLarge);
+            true
+        }
+        Event::Confirmed | Event::Pong => true,
+    }
+}
+
 /// Validates one message and hands it to the inbox; `false` when the inbox is gone.
-async fn handle_message(inner: &Inner, inbox: &mpsc::Sender<Delivery>, msg: &redis::Msg) -> bool {
+async fn handle_message(
+    inner: &Inner,
+    inbox: &mpsc::Sender<Delivery>,
+    channel: &str,
+    raw: &[u8],
+) -> bool {
     bump(&inner.counters.received);
-    let channel = msg.get_channel_name();
-    let raw = msg.get_payload_bytes();
     // SECURITY: everything from Redis is untrusted: bounded parse, optional signature, and the
     // envelope must match the channel it came on.
     let envelope = match Envelope::parse(raw, &inner.config.limits) {
@@ -533,8 +583,9 @@ async fn handle_message(inner: &Inner, inbox: &mpsc::Sender<Delivery>, msg: &red
         channel: Arc::from(channel),
         envelope: Arc::new(envelope),
     };
-    // The redis crate reads the socket into its own unbounded queue; bounding how long we wait
-    // for room in the inbox bounds how far that queue can grow behind a stalled server.
+    // Bounding how long we wait for room in the inbox bounds how long the connection goes
+    // unread behind a stalled server (the crate's connection, used for TLS, reads the socket
+    // into its own unbounded queue meanwhile).
     match inbox.try_send(delivery) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Closed(_)) => false,
