@@ -882,3 +882,33 @@ async fn long_envelopes_are_read_whole_and_those_over_the_limit_skipped() {
         a.broker.shutdown().await;
     }
 }
+
+/// More channels than one command names (256) are subscribed in rounds, and all of them again
+/// after Redis restarts: each command's confirmations are read before the next is sent.
+#[tokio::test]
+async fn many_channels_are_subscribed_in_rounds_and_again_after_a_restart() {
+    let mut redis = RedisProcess::start().await;
+    let a = instance(config(&redis, SubscriptionMode::Interest)).await;
+    let users: Vec<String> = (0..700).map(|i| format!("u{i}")).collect();
+    for user in &users {
+        a.sub.watch(&Channel::User(user.clone()));
+    }
+    let port = redis.port();
+    let subscribed = || async move {
+        let channels = common::redis::cli(port, &["PUBSUB", "CHANNELS", "ws:user:*"]).await;
+        channels.lines().count()
+    };
+    until("every user channel subscribed", || async {
+        subscribed().await == users.len()
+    })
+    .await;
+    redis.restart().await;
+    until("resubscribed after the restart", || async {
+        a.broker.is_ready() && subscribed().await == users.len()
+    })
+    .await;
+    let mut conn = plain(&redis.url()).await;
+    for user in [&users[0], &users[350], &users[699]] {
+        assert_eq!(numsub(&mut conn, &format!("ws:user:{user}")).await, 1);
+    }
+}

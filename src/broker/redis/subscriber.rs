@@ -382,49 +382,40 @@ async fn open_subscriber(
     let max_bulk = inner.config.limits.max_envelope_bytes;
     let (mut sink, mut stream) = conn::open(node, max_bulk, limit).await?;
     let subscribed = timeout(limit, async {
-        let mut pending = 0;
+        // Each command's confirmations are read before the next command is sent, so a
+        // resubscription of many channels never has Redis queue more than one command's
+        // replies for this connection.
         let held = match shared.mode {
             SubscriptionMode::Pattern => {
-                pending += sink
+                let n = sink
                     .command(Command::Subscribe, &[Channel::BROADCAST])
                     .await?;
-                pending += sink
-                    .command(
-                        Command::PatternSubscribe,
-                        &[
-                            Channel::ROOM_PATTERN,
-                            Channel::CLIENT_PATTERN,
-                            Channel::USER_PATTERN,
-                        ],
-                    )
-                    .await?;
+                await_confirmations(&mut stream, n, inner, inbox).await?;
+                let patterns = [
+                    Channel::ROOM_PATTERN,
+                    Channel::CLIENT_PATTERN,
+                    Channel::USER_PATTERN,
+                ];
+                let n = sink.command(Command::PatternSubscribe, &patterns).await?;
+                await_confirmations(&mut stream, n, inner, inbox).await?;
                 (0, false)
             }
             SubscriptionMode::Interest => {
                 let all = lock(&shared.desired).take_all();
                 for chunk in all.chunks(SUBSCRIBE_BATCH) {
-                    pending += sink.command(Command::Subscribe, chunk).await?;
+                    let n = sink.command(Command::Subscribe, chunk).await?;
+                    await_confirmations(&mut stream, n, inner, inbox).await?;
                 }
                 let own = shared.own_ids.get();
                 if let Some(own) = own {
-                    pending += sink
+                    let n = sink
                         .command(Command::PatternSubscribe, &own.patterns())
                         .await?;
+                    await_confirmations(&mut stream, n, inner, inbox).await?;
                 }
                 (all.len(), own.is_some())
             }
         };
-        while pending > 0 {
-            match stream.next().await? {
-                Some(Event::Confirmed) => pending -= 1,
-                Some(event) => {
-                    if !handle_event(inner, inbox, event).await {
-                        return Err("stopped".to_owned());
-                    }
-                }
-                None => return Err("connection closed".to_owned()),
-            }
-        }
         Ok::<_, String>(held)
     })
     .await;
@@ -433,6 +424,28 @@ async fn open_subscriber(
         Ok(Err(e)) => Err(format!("subscribe failed: {e}")),
         Err(_) => Err(format!("subscribe timed out after {limit:?}")),
     }
+}
+
+/// Reads the stream until `pending` subscription confirmations arrived, delivering the messages
+/// that come meanwhile.
+async fn await_confirmations(
+    stream: &mut Stream,
+    mut pending: usize,
+    inner: &Inner,
+    inbox: &mpsc::Sender<Delivery>,
+) -> Result<(), String> {
+    while pending > 0 {
+        match stream.next().await? {
+            Some(Event::Confirmed) => pending -= 1,
+            Some(event) => {
+                if !handle_event(inner, inbox, event).await {
+                    return Err("stopped".to_owned());
+                }
+            }
+            None => return Err("connection closed".to_owned()),
+        }
+    }
+    Ok(())
 }
 
 /// Sends one round of the changes to the desired set since the last sync; when more are left,
