@@ -24,8 +24,8 @@ use crate::protocol::resp::{self, Decoded, Reply};
 /// What a read asks the socket for at least.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A read buffer left larger than this by a burst is given back once empty.
-const RETAINED_READ_BUFFER: usize = 256 * 1024;
+/// A read or write buffer left larger than this by a burst is given back once empty.
+const RETAINED_BUFFER: usize = 256 * 1024;
 
 /// A subscription command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,7 +272,7 @@ impl OwnSink {
         self.out.clear();
         resp::encode_command(&mut self.out, command, args);
         let written = self.io.write_all(&self.out).await;
-        if self.out.capacity() > RETAINED_READ_BUFFER {
+        if self.out.capacity() > RETAINED_BUFFER {
             self.out = Vec::new();
         }
         written.map_err(|e| e.to_string())
@@ -314,7 +314,7 @@ impl OwnStream {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > RETAINED_READ_BUFFER {
+            if self.buf.capacity() > RETAINED_BUFFER {
                 self.buf = Vec::new();
             }
         } else if self.start > 0 {
