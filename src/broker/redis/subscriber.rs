@@ -546,14 +546,17 @@ async fn pump(
 /// and invalid. `false` when the inbox is gone.
 async fn handle_event(inner: &Inner, inbox: &mpsc::Sender<Delivery>, event: Event<'_>) -> bool {
     match event {
-        Event::Message { channel, payload } => match std::str::from_utf8(channel) {
-            Ok(channel) => handle_message(inner, inbox, channel, payload).await,
-            Err(_) => {
-                bump(&inner.counters.received);
-                inner.drop_invalid(&String::from_utf8_lossy(channel), &"channel is not UTF-8");
-                true
+        Event::Message { channel, payload } => {
+            bump(&inner.counters.received);
+            match std::str::from_utf8(channel) {
+                Ok(channel) => handle_message(inner, inbox, channel, payload).await,
+                Err(_) => {
+                    let channel = String::from_utf8_lossy(channel);
+                    inner.drop_invalid(&channel, &"channel is not UTF-8");
+                    true
+                }
             }
-        },
+        }
         Event::TooLong { channel } => {
             bump(&inner.counters.received);
             let channel =
@@ -565,14 +568,14 @@ async fn handle_event(inner: &Inner, inbox: &mpsc::Sender<Delivery>, event: Even
     }
 }
 
-/// Validates one message and hands it to the inbox; `false` when the inbox is gone.
+/// Validates one message (counted as received by [`handle_event`]) and hands it to the inbox;
+/// `false` when the inbox is gone.
 async fn handle_message(
     inner: &Inner,
     inbox: &mpsc::Sender<Delivery>,
     channel: &str,
     raw: &[u8],
 ) -> bool {
-    bump(&inner.counters.received);
     // SECURITY: everything from Redis is untrusted: bounded parse, optional signature, and the
     // envelope must match the channel it came on.
     let envelope = match Envelope::parse(raw, &inner.config.limits) {
