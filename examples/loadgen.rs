@@ -10,8 +10,10 @@
 //! message leaves the window once every receiver got it) or at a fixed rate. Each payload
 //! carries a sequence number and the send time, so the generator reports lost and duplicate
 //! deliveries, p50/p90/p99 latency, deliveries/s and connect+auth/s. It samples the server
-//! process's CPU time (utime+stime, `/proc/<pid>/stat`) and RSS (`VmRSS`) around each phase,
-//! and its own CPU, and prints one `RESULT key=value ...` line for `bench/run.sh`.
+//! process's CPU time and RSS (`VmRSS`) around each phase, and its own CPU, and prints one
+//! `RESULT key=value ...` line for `bench/run.sh`. CPU time is the sum of the threads' run
+//! time in nanoseconds (`/proc/<pid>/task/*/schedstat`), checked against the 10 ms ticks of
+//! `/proc/<pid>/stat`, which it falls back to when a thread ended during the phase.
 //!
 //! With `--messages 0` it only connects, waits `--settle` seconds and reports the server's RSS
 //! per idle authenticated connection.
@@ -832,8 +834,45 @@ async fn setup_v1(
 
 // ---- /proc sampling -------------------------------------------------------------------------
 
-/// CPU seconds (user + system) of a process, all threads.
-fn cpu_seconds(pid: &str) -> Option<f64> {
+/// A process's CPU time (user + system), read two ways.
+#[derive(Clone, Default)]
+struct Cpu {
+    /// Seconds in clock ticks (`/proc/<pid>/stat`): every thread that ever ran, but each
+    /// reading truncated to 10 ms, which is a tenth of a plaintext room's whole figure on a
+    /// fast machine.
+    ticks: f64,
+    /// Nanoseconds summed over the live threads (`/proc/<pid>/task/<tid>/schedstat`), with
+    /// their ids; `None` where the kernel keeps no schedstat.
+    threads: Option<(f64, Vec<u32>)>,
+}
+
+impl Cpu {
+    fn read(pid: &str) -> Self {
+        Self {
+            ticks: cpu_ticks(pid).unwrap_or(0.0),
+            threads: cpu_threads(pid),
+        }
+    }
+
+    /// Seconds used since `earlier`: the threads' nanoseconds when every thread of `earlier`
+    /// is still there and the sum agrees with the ticks (each reading truncates by under a
+    /// tick); else the ticks (a thread that ended took its time out of the sum).
+    fn since(&self, earlier: &Cpu) -> f64 {
+        let ticks = self.ticks - earlier.ticks;
+        match (&self.threads, &earlier.threads) {
+            (Some((now, now_ids)), Some((then, then_ids)))
+                if then_ids.iter().all(|id| now_ids.contains(id))
+                    && ((now - then) - ticks).abs() <= 2.0 / TICKS_PER_SECOND =>
+            {
+                now - then
+            }
+            _ => ticks,
+        }
+    }
+}
+
+/// CPU seconds (user + system) of a process, all threads, in clock ticks.
+fn cpu_ticks(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -843,6 +882,21 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
+/// CPU seconds of a process's live threads, from their run time in nanoseconds (the first
+/// field of each thread's `schedstat`), and the threads' ids.
+fn cpu_threads(pid: &str) -> Option<(f64, Vec<u32>)> {
+    let mut ns = 0u64;
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let name = entry.ok()?.file_name();
+        let id: u32 = name.to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{id}/schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        ids.push(id);
+    }
+    Some((ns as f64 / 1e9, ids))
+}
+
 /// Resident set size in KiB.
 fn rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -850,19 +904,19 @@ fn rss_kib(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Sample {
-    server_cpu: f64,
+    server_cpu: Cpu,
     server_rss_kib: u64,
-    own_cpu: f64,
+    own_cpu: Cpu,
     at: Option<Instant>,
 }
 
 fn sample(server_pid: Option<&str>) -> Sample {
     Sample {
-        server_cpu: server_pid.and_then(cpu_seconds).unwrap_or(0.0),
+        server_cpu: server_pid.map(Cpu::read).unwrap_or_default(),
         server_rss_kib: server_pid.and_then(rss_kib).unwrap_or(0),
-        own_cpu: cpu_seconds("self").unwrap_or(0.0),
+        own_cpu: Cpu::read("self"),
         at: Some(Instant::now()),
     }
 }
@@ -987,8 +1041,8 @@ async fn run(args: Args) -> Result<(), String> {
     say!(
         "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s, generator CPU {:.2} s",
         args.label,
-        after_connect.server_cpu - before_connect.server_cpu,
-        after_connect.own_cpu - before_connect.own_cpu
+        after_connect.server_cpu.since(&before_connect.server_cpu),
+        after_connect.own_cpu.since(&before_connect.own_cpu)
     );
 
     let mut result = vec![
@@ -1001,12 +1055,15 @@ async fn run(args: Args) -> Result<(), String> {
             "connect_server_cpu_s",
             format!(
                 "{:.3}",
-                after_connect.server_cpu - before_connect.server_cpu
+                after_connect.server_cpu.since(&before_connect.server_cpu)
             ),
         ),
         (
             "connect_gen_cpu_s",
-            format!("{:.3}", after_connect.own_cpu - before_connect.own_cpu),
+            format!(
+                "{:.3}",
+                after_connect.own_cpu.since(&before_connect.own_cpu)
+            ),
         ),
     ];
 
@@ -1134,8 +1191,8 @@ async fn run(args: Args) -> Result<(), String> {
     let closed_early = all.iter().filter(|s| s.ok && s.closed_early).count();
     let expected_total = u64::from(in_room) * total;
     let lost = expected_total.saturating_sub(received);
-    let server_cpu = end.server_cpu - start.server_cpu;
-    let own_cpu = end.own_cpu - start.own_cpu;
+    let server_cpu = end.server_cpu.since(&start.server_cpu);
+    let own_cpu = end.own_cpu.since(&start.own_cpu);
     let measured_wall = end.wall_since(&start);
     let per_m = server_cpu / (received.max(1) as f64 / 1e6);
     let rate = received as f64 / wall.max(1e-9);

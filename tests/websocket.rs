@@ -327,3 +327,59 @@ async fn a_client_still_sending_gets_the_close_frame_not_a_reset() {
         }
     }
 }
+
+/// Messages the fan-out writes straight to a client's socket and the pongs the connection's
+/// task writes to the same socket share it frame by frame. The client stops reading while
+/// 12 MB are sent to it and it pings: the socket fills, the fan-out's writes leave tails for
+/// the task to finish, and still every message arrives whole and in order, and every ping
+/// gets its pong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_writes_and_pongs_share_a_full_socket_frame_whole() {
+    const MESSAGES: usize = 1500;
+    const PINGS: usize = 20;
+    let transport = sealcast::TransportOptions {
+        backpressure_limit: 64 << 20,
+        ..sealcast::TransportOptions::default()
+    };
+    let srv = spawn(test_builder().transport(transport)).await;
+    let mut c = Raw::connect(&srv).await;
+    let connected = c.authenticate("sharer").await;
+    let id = connected["data"]["id"].as_str().expect("id").to_owned();
+    let server = srv.server.clone();
+    // From a thread of its own, as an application's worker would send.
+    let sender = std::thread::spawn(move || {
+        let payload = "p".repeat(8 * 1024);
+        for i in 0..MESSAGES {
+            server
+                .send_to_client(&id, "bulk", &serde_json::json!({"i": i, "p": payload}))
+                .expect("sent");
+        }
+    });
+    for n in 0..PINGS {
+        c.send_frame(true, PING, format!("ping {n}").as_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::task::spawn_blocking(move || sender.join())
+        .await
+        .expect("join")
+        .expect("sender");
+    let (mut next, mut pongs) = (0, 0);
+    while next < MESSAGES || pongs < PINGS {
+        let frame = c.frame().await.expect("a frame");
+        match frame.opcode {
+            PONG => {
+                assert_eq!(frame.payload, format!("ping {pongs}").as_bytes());
+                pongs += 1;
+            }
+            TEXT => {
+                let v: Value = serde_json::from_slice(&frame.payload).expect("whole JSON");
+                assert_eq!(v["event"], "bulk");
+                assert_eq!(v["data"]["i"], next, "in order");
+                assert_eq!(v["data"]["p"].as_str().map(str::len), Some(8 * 1024));
+                next += 1;
+            }
+            other => panic!("unexpected opcode {other}"),
+        }
+    }
+}

@@ -27,7 +27,7 @@ use super::{
     Server, Shared,
     upgrade::{self, Headers as _},
 };
-use crate::session::{self, Socket, Transport};
+use crate::session::{self, Line, LineIo, Socket, Transport};
 
 /// What the first read of a request head reserves: an upgrade from a browser is a few hundred
 /// bytes (more with cookies).
@@ -219,7 +219,11 @@ async fn handshake(server: Server, http: Arc<Http>, mut stream: TcpStream) -> Op
         return None;
     }
     drop(head);
-    let socket = Socket::new(Transport::Left(stream), early, server.socket_config());
+    let socket = Socket::new(
+        Transport::Left(LineIo(Line::new(stream))),
+        early,
+        server.socket_config(),
+    );
     Some((server.shared, Box::new(socket)))
 }
 

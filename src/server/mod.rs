@@ -257,6 +257,11 @@ impl Server {
             let mut cork = Cork::default();
             while rx.recv_many(&mut burst, INBOX_BURST).await > 0 {
                 let Some(shared) = weak.upgrade() else { break };
+                // A message on its own, nothing behind it: written to the receivers' sockets
+                // from here. Under load the writers are woken instead, to batch and to share
+                // the writing across the worker threads.
+                let alone = burst.len() == 1 && rx.is_empty();
+                cork.set_direct(alone);
                 for delivery in burst.drain(..) {
                     shared.on_delivery(delivery, &mut run, &mut cork);
                     if cork.deliveries() >= CORK_DELIVERIES {
@@ -264,7 +269,11 @@ impl Server {
                     }
                 }
                 shared.flush_run(&mut run, &mut cork);
-                cork.release();
+                if alone {
+                    cork.release_direct();
+                } else {
+                    cork.release();
+                }
             }
         });
         let weak = Arc::downgrade(&shared);

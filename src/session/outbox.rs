@@ -2,20 +2,35 @@
 //!
 //! Fan-out pushes into it without awaiting (a slow client never slows the publisher or its
 //! neighbours); the connection's writer task drains everything queued in one go and flushes
-//! once per batch.
+//! once per batch. When the task has nothing in hand (it waits on the queue), the fan-out
+//! writes what it queued to the client's socket itself ([`Outbox::write_direct`]) and the
+//! task is not woken at all.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    cell::RefCell,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use tokio::sync::Notify;
 
+use super::transport::{Line, Wrote};
 use crate::{
     crypto::v2,
     hub::{Outgoing, Run},
     protocol::CloseCode,
+    server::metrics::Counters,
 };
+
+thread_local! {
+    /// Where a fan-out thread assembles the frames it writes to a socket itself.
+    static DIRECT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A direct write's buffer larger than this is not kept for the next one.
+const RETAINED_DIRECT: usize = 64 * 1024;
 
 /// One queued item, in the order it goes out.
 pub(crate) enum Queued {
@@ -112,7 +127,7 @@ impl Pushed {
                 self.first = true;
                 self.queued += messages;
             }
-            Push::Queued => self.queued += messages,
+            Push::Queued | Push::Written => self.queued += messages,
             Push::Dropped => self.dropped += messages,
             Push::Closed => {}
         }
@@ -124,8 +139,12 @@ impl Pushed {
 pub(crate) enum Push {
     /// Queued for the writer, which was already owed a wake-up.
     Queued,
-    /// Queued into an empty queue: the writer must be woken ([`Outbox::wake`]), now or when
-    /// the fan-out batch ends.
+    /// Written to the socket by the fan-out itself ([`Outbox::write_or_push`]): the writer
+    /// is owed nothing.
+    Written,
+    /// Queued into an empty queue, or written by [`Outbox::write_or_push`] with a tail the
+    /// socket did not take: the writer must be woken ([`Outbox::wake`]), now or when the
+    /// fan-out batch ends.
     First,
     /// Dropped: the queue is over its byte limit (the client is marked backpressured).
     Dropped,
@@ -138,6 +157,15 @@ struct State {
     bytes: usize,
     close: Option<CloseCode>,
     closed: bool,
+    /// The writer waits on this queue with nothing in hand: everything it took is written
+    /// (or stranded in the line, which writes it first). Set by [`Outbox::next_batch`] as it
+    /// waits, cleared when it hands the writer anything. Only while it is set may the fan-out
+    /// write to the socket itself.
+    parked: bool,
+    /// The socket the fan-out may write to itself, and where it counts the frames it writes;
+    /// `None` for hyper's upgraded connections, and once the queue is shut (the socket then
+    /// closes with the connection's task).
+    line: Option<(Arc<Line>, Arc<Counters>)>,
 }
 
 impl State {
@@ -165,6 +193,8 @@ impl Outbox {
                 bytes: 0,
                 close: None,
                 closed: false,
+                parked: false,
+                line: None,
             }),
             wake: Notify::new(),
             backpressured: AtomicBool::new(false),
@@ -189,6 +219,105 @@ impl Outbox {
     /// batch is enough.
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Lets the fan-out write to `line` itself while the writer is parked, counting the
+    /// frames it writes in `counters`.
+    pub(crate) fn attach_line(&self, line: Arc<Line>, counters: Arc<Counters>) {
+        if let Ok(mut state) = self.state.lock()
+            && !state.closed
+        {
+            state.line = Some((line, counters));
+        }
+    }
+
+    /// The fan-out's write, in place of a wake owed after [`Push::First`]: when the writer is
+    /// parked and everything queued is sent as it is, the queue is written to the socket here
+    /// and now, under the queue's lock (so nothing queued later can overtake it). Returns
+    /// false when the writer must be woken instead: no line, the writer busy, frames to seal,
+    /// a close requested, an earlier tail still waiting, the socket failed, or a tail of this
+    /// write stranded (the writer then flushes it, under its write timeout).
+    pub(crate) fn write_direct(&self) -> bool {
+        let Ok(mut guard) = self.state.lock() else {
+            return false;
+        };
+        let state = &mut *guard;
+        let Some((line, counters)) = &state.line else {
+            return false;
+        };
+        if !state.parked
+            || state.close.is_some()
+            || state.closed
+            || state.items.is_empty()
+            || line.has_stranded()
+            || !state.items.iter().all(Queued::is_ready)
+        {
+            return false;
+        }
+        let wrote = match state.items.as_slice() {
+            // The usual single message: its shared frame as it is, no copy.
+            [Queued::Frame(m)] => line.try_write(m.wire()),
+            items => DIRECT.with_borrow_mut(|buf| {
+                buf.clear();
+                for item in items {
+                    item.append_ready(buf);
+                }
+                let wrote = line.try_write(buf);
+                buf.clear();
+                if buf.capacity() > RETAINED_DIRECT {
+                    *buf = Vec::new();
+                }
+                wrote
+            }),
+        };
+        match wrote {
+            Ok(Wrote::All | Wrote::Stranded) => {
+                let frames = state.items.iter().map(Queued::frames).sum();
+                Counters::add(&counters.frames_out, frames);
+                state.items.clear();
+                state.bytes = 0;
+                self.backpressured.store(false, Ordering::Relaxed);
+                // A stranded tail is the writer's to flush.
+                !line.has_stranded()
+            }
+            // Nothing written: the writer takes the queue (and meets the error) as before.
+            Ok(Wrote::Blocked) | Err(_) => false,
+        }
+    }
+
+    /// The fan-out's push of a message on its own (nothing else in the burst): written to
+    /// the socket here and now when the writer is parked with nothing queued ([`Push::Written`];
+    /// one lock and one `send`, nothing queued or woken), else queued as
+    /// [`Outbox::push_quiet`] queues it.
+    pub(crate) fn write_or_push(&self, msg: &Arc<Outgoing>, seal: bool) -> Push {
+        let Ok(mut guard) = self.state.lock() else {
+            return Push::Closed;
+        };
+        let state = &mut *guard;
+        if !seal
+            && state.parked
+            && state.items.is_empty()
+            && state.close.is_none()
+            && !state.closed
+            && let Some((line, counters)) = &state.line
+            && !line.has_stranded()
+        {
+            match line.try_write(msg.wire()) {
+                Ok(wrote @ (Wrote::All | Wrote::Stranded)) => {
+                    Counters::add(&counters.frames_out, 1);
+                    self.backpressured.store(false, Ordering::Relaxed);
+                    // A stranded tail is the writer's to flush.
+                    return if wrote == Wrote::All {
+                        Push::Written
+                    } else {
+                        Push::First
+                    };
+                }
+                // Queued instead: the writer takes it (and meets the error).
+                Ok(Wrote::Blocked) | Err(_) => {}
+            }
+        }
+        self.admit(state, Queued::message(msg, seal))
     }
 
     /// [`Outbox::push`] without the wake: the caller wakes the writer on [`Push::First`] (the
@@ -297,6 +426,7 @@ impl Outbox {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
             state.clear();
+            state.line = None;
         }
         self.wake();
     }
@@ -310,8 +440,19 @@ impl Outbox {
                 let Ok(mut state) = self.state.lock() else {
                     return Next::Stop;
                 };
+                state.parked = false;
                 if state.closed {
                     return Next::Stop;
+                }
+                // A tail a direct write stranded goes out before anything the task writes
+                // would have to wait behind it anyway; flushing it first keeps the wait (and
+                // the write timeout) the task's.
+                if state
+                    .line
+                    .as_ref()
+                    .is_some_and(|(line, _)| line.has_stranded())
+                {
+                    return Next::Flush;
                 }
                 if !state.items.is_empty() {
                     std::mem::swap(&mut state.items, batch);
@@ -322,6 +463,7 @@ impl Outbox {
                     state.closed = true;
                     return Next::Close(code);
                 }
+                state.parked = true;
             }
             self.wake.notified().await;
         }
@@ -362,6 +504,8 @@ impl Outbox {
 pub(crate) enum Next {
     /// Frames were moved into the batch.
     Frames,
+    /// Bytes a direct write left in the line wait for the socket: write them first.
+    Flush,
     /// Send this close frame, then stop.
     Close(CloseCode),
     /// The connection is gone; stop.
@@ -370,6 +514,8 @@ pub(crate) enum Next {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt as _;
+
     use super::*;
 
     fn frame(n: usize) -> Queued {
@@ -479,5 +625,143 @@ mod tests {
         // A closing queue takes nothing.
         outbox.close(CloseCode::GoingAway);
         assert_eq!(outbox.push_run(&run, false), Pushed::default());
+    }
+
+    /// An outbox with a line to a connected socket (the peer's end returned), as a
+    /// connection's task attaches it.
+    async fn with_line(limit: usize) -> (Outbox, Arc<Line>, Arc<Counters>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (peer, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let line = Line::new(accepted.expect("accept").0);
+        let counters = Arc::new(Counters::default());
+        let outbox = Outbox::new(limit, false);
+        outbox.attach_line(line.clone(), counters.clone());
+        (outbox, line, counters, peer.expect("connect"))
+    }
+
+    /// Polls the writer's wait once, as the connection's task does when it has nothing to do.
+    fn park(outbox: &Outbox) {
+        let mut batch = Vec::new();
+        assert!(outbox.next_batch(&mut batch).now_or_never().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_parked_writers_queue_is_written_by_the_fan_out() {
+        use tokio::io::AsyncReadExt as _;
+        let (outbox, _line, counters, mut peer) = with_line(1 << 20).await;
+        let (one, two) = (message(10), message(20));
+        // The writer is busy (it has not come back to wait): the fan-out wakes it instead.
+        assert_eq!(outbox.push_quiet(Queued::Frame(one.clone())), Push::First);
+        assert!(!outbox.write_direct());
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        assert_eq!(batch.len(), 1);
+        // Parked: two messages queued under one cork go out in one write, in order.
+        park(&outbox);
+        assert_eq!(outbox.push_quiet(Queued::Frame(one.clone())), Push::First);
+        assert_eq!(outbox.push_quiet(Queued::Frame(two.clone())), Push::Queued);
+        assert!(outbox.write_direct());
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 2);
+        let mut got = vec![0; one.wire().len() + two.wire().len()];
+        peer.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, [one.wire(), two.wire()].concat());
+        // Still parked: the next message goes the same way, with nothing left to write.
+        assert_eq!(outbox.push_quiet(Queued::Frame(two.clone())), Push::First);
+        assert!(outbox.write_direct());
+        assert!(!outbox.write_direct());
+        let mut got = vec![0; two.wire().len()];
+        peer.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, two.wire());
+    }
+
+    #[tokio::test]
+    async fn a_message_on_its_own_is_written_as_it_is_fanned_out() {
+        use tokio::io::AsyncReadExt as _;
+        let (outbox, _line, counters, mut peer) = with_line(1 << 20).await;
+        let (one, two) = (message(10), message(20));
+        // The writer has not come back to wait: queued, and the writer is owed a wake.
+        assert_eq!(outbox.write_or_push(&one, false), Push::First);
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        // Parked: written at once, nothing queued, nothing owed.
+        park(&outbox);
+        assert_eq!(outbox.write_or_push(&two, false), Push::Written);
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 1);
+        let mut got = vec![0; two.wire().len()];
+        peer.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, two.wire());
+        // A message to seal is the writer's, and what follows it queues behind it.
+        assert_eq!(outbox.write_or_push(&one, true), Push::First);
+        assert_eq!(outbox.write_or_push(&two, false), Push::Queued);
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn frames_to_seal_and_close_requests_are_left_to_the_writer() {
+        let (outbox, line, counters, _peer) = with_line(1 << 20).await;
+        park(&outbox);
+        assert_eq!(outbox.push_quiet(Queued::Seal(message(10))), Push::First);
+        assert!(!outbox.write_direct());
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        park(&outbox);
+        assert_eq!(outbox.push_quiet(Queued::Frame(message(10))), Push::First);
+        outbox.close(CloseCode::GoingAway);
+        assert!(!outbox.write_direct());
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 0);
+        // A shut queue lets go of the socket: it closes with the connection's task.
+        assert_eq!(Arc::strong_count(&line), 2);
+        outbox.shut();
+        assert_eq!(Arc::strong_count(&line), 1);
+        // Without a line (hyper's upgraded connections) the writer always writes.
+        let plain = Outbox::new(1 << 20, false);
+        park(&plain);
+        assert_eq!(plain.push_quiet(Queued::Frame(message(10))), Push::First);
+        assert!(!plain.write_direct());
+    }
+
+    #[tokio::test]
+    async fn a_tail_the_socket_did_not_take_is_flushed_by_the_writer_first() {
+        use tokio::io::AsyncReadExt as _;
+        let (outbox, line, _counters, mut peer) = with_line(64 << 20).await;
+        let big = message(256 * 1024);
+        // Direct writes until the socket is full and one strands its tail.
+        let mut sent = 0;
+        loop {
+            park(&outbox);
+            assert_eq!(outbox.push_quiet(Queued::Frame(big.clone())), Push::First);
+            sent += 1;
+            if !outbox.write_direct() {
+                break;
+            }
+        }
+        assert!(line.has_stranded());
+        // The fan-out keeps away from a line with a tail: the next message stays queued.
+        assert_eq!(outbox.push_quiet(Queued::Frame(message(10))), Push::First);
+        assert!(!outbox.write_direct());
+        assert!(outbox.queued_bytes() > 0);
+        // The writer is told to flush before it takes the queue.
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Flush);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; sent * big.wire().len()];
+            peer.read_exact(&mut got).await.map(|_| (got, big))
+        });
+        let mut io = super::super::transport::LineIo(line.clone());
+        tokio::io::AsyncWriteExt::flush(&mut io)
+            .await
+            .expect("flush");
+        assert!(!line.has_stranded());
+        let (got, big) = reader.await.expect("task").expect("read");
+        for frame in got.chunks(big.wire().len()) {
+            assert_eq!(frame, big.wire());
+        }
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
     }
 }

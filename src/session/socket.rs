@@ -17,13 +17,15 @@ use std::{
     future::poll_fn,
     io,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Duration,
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio_util::either::Either;
 
-use super::Transport;
+use super::{Transport, transport::Line};
 use crate::protocol::websocket::{
     DecodeError, Decoded, Decoder, Header, Incoming,
     opcode::{CLOSE, PING, PONG},
@@ -241,6 +243,25 @@ impl Socket {
         self.io.write_all(bytes).await
     }
 
+    /// Writes the queued control frames, then whatever the stream still holds (a tail the
+    /// fan-out's direct write left in the line).
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| {
+            ready!(self.poll_control(cx))?;
+            Pin::new(&mut self.io).poll_flush(cx)
+        })
+        .await
+    }
+
+    /// The accepted socket the fan-out may write to as well; `None` for hyper's upgraded
+    /// connections.
+    pub(crate) fn line(&self) -> Option<&Arc<Line>> {
+        match &self.io {
+            Either::Left(io) => Some(&io.0),
+            Either::Right(_) => None,
+        }
+    }
+
     /// Writes the queued control frames.
     pub(crate) async fn flush_control(&mut self) -> io::Result<()> {
         poll_fn(|cx| self.poll_control(cx)).await
@@ -272,7 +293,8 @@ impl Socket {
                 }
             }
         }
-        self.flush_control().await
+        // Whole, not only handed to the line: the linger that follows shuts the socket.
+        self.flush().await
     }
 
     /// After the server's close frame went out: ends the writing side (a FIN follows the close
@@ -285,7 +307,8 @@ impl Socket {
     /// ended the reading) or when the close frame is still queued (the client does not read).
     /// Holds no buffer: the bytes go through the thread's read buffer.
     pub(crate) async fn linger(&mut self, limit: Duration) {
-        if self.peer_done || !self.close_sent || !self.control.is_empty() {
+        let stranded = self.line().is_some_and(|line| line.has_stranded());
+        if self.peer_done || !self.close_sent || !self.control.is_empty() || stranded {
             return;
         }
         self.pending = Vec::new();
@@ -330,6 +353,7 @@ fn push_control(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use crate::session::transport::LineIo;
     use std::time::Duration;
 
     use tokio::{
@@ -351,7 +375,11 @@ mod tests {
             read_chunk: 16,
         };
         (
-            Socket::new(Transport::Left(server), Vec::new(), config),
+            Socket::new(
+                Transport::Left(LineIo(Line::new(server))),
+                Vec::new(),
+                config,
+            ),
             client,
         )
     }

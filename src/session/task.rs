@@ -298,6 +298,11 @@ impl Connection {
         if shared.shutting_down.load(Ordering::Acquire) {
             client.outbox.close(CloseCode::GoingAway);
         }
+        if let Some(line) = socket.line() {
+            client
+                .outbox
+                .attach_line(line.clone(), shared.hub.counters.clone());
+        }
         let writer = Writer {
             batch: Vec::new(),
             out: Vec::new(),
@@ -346,7 +351,9 @@ impl Connection {
 
     /// Serves the socket until the connection ends: reads frames, runs the protocol, and writes
     /// what the outbox holds, all in this one task (one task per connection, no lock between a
-    /// read half and a write half). Returns true when the server ended the connection.
+    /// read half and a write half; the fan-out writes to the socket only while this task
+    /// waits on the outbox with nothing in hand, see `Outbox::write_direct`). Returns true
+    /// when the server ended the connection.
     ///
     /// What wakes the task is handled without waiting where it can be (a plaintext batch to a
     /// socket that takes it, a frame that asks for nothing); everything that waits goes
@@ -1222,6 +1229,14 @@ impl Writer {
                 Box::pin(send_close(socket, code, limit)).await;
                 client.outbox.shut();
                 Wrote::Done
+            }
+            Next::Flush => {
+                let flushed = Box::pin(tokio::time::timeout(limit, socket.flush())).await;
+                if matches!(flushed, Ok(Ok(()))) {
+                    Wrote::More
+                } else {
+                    self.failed(client)
+                }
             }
             Next::Stop => Wrote::Done,
         }
