@@ -25,11 +25,14 @@ use crate::{
 };
 
 thread_local! {
-    /// Where a fan-out thread assembles the frames it writes to a socket itself.
-    static DIRECT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a worker thread assembles plaintext bytes for a socket: one buffer per thread,
+    /// hot in cache, that every connection's writer on the thread fills and hands to its
+    /// socket in turn, and that the fan-out fills with the queues it writes itself
+    /// ([`Outbox::write_direct`]).
+    pub(super) static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A direct write's buffer larger than this is not kept for the next one.
+/// A direct write leaves [`SCRATCH`] no larger than this.
 const RETAINED_DIRECT: usize = 64 * 1024;
 
 /// One queued item, in the order it goes out.
@@ -169,6 +172,18 @@ struct State {
 }
 
 impl State {
+    /// The line the fan-out may write to now, and where it counts what it writes: the
+    /// writer parked, no close asked for, no tail waiting in the line.
+    fn open_line(&self) -> Option<(&Line, &Counters)> {
+        if !self.parked || self.close.is_some() || self.closed {
+            return None;
+        }
+        match &self.line {
+            Some((line, counters)) if !line.has_stranded() => Some((line, counters)),
+            _ => None,
+        }
+    }
+
     fn clear(&mut self) {
         self.items = Vec::new();
         self.bytes = 0;
@@ -242,27 +257,25 @@ impl Outbox {
             return false;
         };
         let state = &mut *guard;
-        let Some((line, counters)) = &state.line else {
+        let Some((line, counters)) = state.open_line() else {
             return false;
         };
-        if !state.parked
-            || state.close.is_some()
-            || state.closed
-            || state.items.is_empty()
-            || line.has_stranded()
-            || !state.items.iter().all(Queued::is_ready)
-        {
+        if state.items.is_empty() || !state.items.iter().all(Queued::is_ready) {
             return false;
         }
         let wrote = match state.items.as_slice() {
             // The usual single message: its shared frame as it is, no copy.
             [Queued::Frame(m)] => line.try_write(m.wire()),
-            items => DIRECT.with_borrow_mut(|buf| {
+            items => SCRATCH.with(|scratch| {
+                // The thread's writer holds it (never while it fans out): leave it the queue.
+                let Ok(mut buf) = scratch.try_borrow_mut() else {
+                    return Ok(Wrote::Blocked);
+                };
                 buf.clear();
                 for item in items {
-                    item.append_ready(buf);
+                    item.append_ready(&mut buf);
                 }
-                let wrote = line.try_write(buf);
+                let wrote = line.try_write(&buf);
                 buf.clear();
                 if buf.capacity() > RETAINED_DIRECT {
                     *buf = Vec::new();
@@ -270,19 +283,21 @@ impl Outbox {
                 wrote
             }),
         };
-        match wrote {
-            Ok(Wrote::All | Wrote::Stranded) => {
-                let frames = state.items.iter().map(Queued::frames).sum();
-                Counters::add(&counters.frames_out, frames);
-                state.items.clear();
-                state.bytes = 0;
-                self.backpressured.store(false, Ordering::Relaxed);
-                // A stranded tail is the writer's to flush.
-                !line.has_stranded()
-            }
-            // Nothing written: the writer takes the queue (and meets the error) as before.
-            Ok(Wrote::Blocked) | Err(_) => false,
-        }
+        // Nothing written (blocked, or the socket failed): the writer takes the queue as before.
+        let Ok(wrote @ (Wrote::All | Wrote::Stranded)) = wrote else {
+            return false;
+        };
+        self.wrote_direct(counters, state.items.iter().map(Queued::frames).sum());
+        state.items.clear();
+        state.bytes = 0;
+        // A stranded tail is the writer's to flush.
+        wrote == Wrote::All
+    }
+
+    /// Counts `frames` the fan-out wrote itself; the queue is drained.
+    fn wrote_direct(&self, counters: &Counters, frames: u64) {
+        Counters::add(&counters.frames_out, frames);
+        self.backpressured.store(false, Ordering::Relaxed);
     }
 
     /// The fan-out's push of a message on its own (nothing else in the burst): written to
@@ -294,28 +309,19 @@ impl Outbox {
             return Push::Closed;
         };
         let state = &mut *guard;
+        // Blocked, or the socket failed: queued instead, for the writer.
         if !seal
-            && state.parked
             && state.items.is_empty()
-            && state.close.is_none()
-            && !state.closed
-            && let Some((line, counters)) = &state.line
-            && !line.has_stranded()
+            && let Some((line, counters)) = state.open_line()
+            && let Ok(wrote @ (Wrote::All | Wrote::Stranded)) = line.try_write(msg.wire())
         {
-            match line.try_write(msg.wire()) {
-                Ok(wrote @ (Wrote::All | Wrote::Stranded)) => {
-                    Counters::add(&counters.frames_out, 1);
-                    self.backpressured.store(false, Ordering::Relaxed);
-                    // A stranded tail is the writer's to flush.
-                    return if wrote == Wrote::All {
-                        Push::Written
-                    } else {
-                        Push::First
-                    };
-                }
-                // Queued instead: the writer takes it (and meets the error).
-                Ok(Wrote::Blocked) | Err(_) => {}
-            }
+            self.wrote_direct(counters, 1);
+            // A stranded tail is the writer's to flush.
+            return if wrote == Wrote::All {
+                Push::Written
+            } else {
+                Push::First
+            };
         }
         self.admit(state, Queued::message(msg, seal))
     }

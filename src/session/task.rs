@@ -2,7 +2,6 @@
 //! runs the hooks in order for this client, and writes what the [`Outbox`] holds.
 
 use std::{
-    cell::RefCell,
     collections::{HashSet, VecDeque},
     future::Future,
     pin::Pin,
@@ -18,7 +17,7 @@ use tokio::time::Instant;
 use super::{
     Outbox,
     channel::{Channel, Inbound},
-    outbox::{Next, Queued},
+    outbox::{Next, Queued, SCRATCH},
     socket::{LINGER, ReadError, Socket},
     state::{Action, Admit, AuthResult, ClientState, Session},
     wire,
@@ -48,12 +47,6 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A writer keeps its batch buffer between batches up to this capacity (so steady traffic
 /// allocates nothing); a larger one, left by a burst, is freed.
 const RETAINED_BUFFER: usize = 16 * 1024;
-
-thread_local! {
-    /// Where a worker thread assembles plaintext batches: one buffer per thread, hot in cache,
-    /// that every connection's writer on the thread fills and hands to its socket in turn.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 type AuthFuture = Pin<Box<dyn Future<Output = Box<AuthOutcome>> + Send>>;
 

@@ -107,17 +107,22 @@ impl Line {
         self.stranded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// One `send` that never waits: the bytes the kernel took, 0 when the socket is full.
+    fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self.stream.try_write(bytes) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes what is stranded; true once nothing is.
     fn flush_locked(&self, stranded: &mut Vec<u8>) -> io::Result<bool> {
         if stranded.is_empty() {
             return Ok(true);
         }
-        let n = match self.stream.try_write(stranded) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        };
+        let n = self.send(stranded)?;
         if n < stranded.len() {
             stranded.drain(..n);
             return Ok(false);
@@ -136,12 +141,7 @@ impl Line {
         if bytes.is_empty() {
             return Ok(Wrote::All);
         }
-        let n = match self.stream.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
+        let n = self.send(bytes)?;
         if n == bytes.len() {
             return Ok(Wrote::All);
         }
