@@ -94,19 +94,23 @@ impl Outgoing {
 /// taken once per member per run instead of once per message.
 pub(crate) struct Run {
     msgs: Box<[Arc<Outgoing>]>,
-    /// The frames' total length.
-    bytes: usize,
+    /// The frames one after another, as every plaintext member receives them: joined once
+    /// per run, so a member's write is one `send` of shared bytes, not a copy per member.
+    wire: Box<[u8]>,
     /// What the run accounts for in an encrypted client's queue.
     sealed_bytes: usize,
 }
 
 impl Run {
     pub(crate) fn new(msgs: Vec<Arc<Outgoing>>) -> Arc<Self> {
-        let bytes = msgs.iter().map(|m| m.wire().len()).sum();
+        let mut wire = Vec::with_capacity(msgs.iter().map(|m| m.wire().len()).sum());
+        for m in &msgs {
+            wire.extend_from_slice(m.wire());
+        }
         let sealed_bytes = msgs.iter().map(|m| sealed_cost(m)).sum();
         Arc::new(Self {
             msgs: msgs.into_boxed_slice(),
-            bytes,
+            wire: wire.into_boxed_slice(),
             sealed_bytes,
         })
     }
@@ -119,8 +123,14 @@ impl Run {
         &self.msgs
     }
 
+    /// The frames' total length.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.wire.len()
+    }
+
+    /// Every frame of the run, in order, as a plaintext member receives them.
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.wire
     }
 }
 
@@ -134,6 +144,15 @@ pub(crate) const CORK_DELIVERIES: usize = 16 * 1024;
 /// from the fan-out cost a fifth more CPU per delivery and a quarter of the deliveries/s.
 pub(crate) const DIRECT_RECEIVERS: usize = 64;
 
+/// A burst of at most this many messages from the inbox is written to each parked receiver's
+/// socket as it is fanned out (a room's consecutive messages as one run, in one `send`),
+/// whatever the room's size: under a steady rate, messages come alone or by two to four while
+/// the previous one is fanned out, and waking a task per receiver for them cost about a
+/// tenth more CPU per delivery than the `send`s themselves saved by spreading over threads.
+/// A longer burst means a publisher far ahead of the fan-out (the windowed benchmarks see
+/// 17–64): its writers are woken as [`Cork::release`] says, and batch across bursts.
+pub(crate) const DIRECT_BURST: usize = 8;
+
 /// The wake-ups a fan-out owes: every receiver whose queue was empty is woken once, when the
 /// cork is released (or dropped), not per message, or has its queue written by the fan-out
 /// itself (a message on its own, or a burst to a few receivers). A batch of messages fanned
@@ -143,16 +162,17 @@ pub(crate) const DIRECT_RECEIVERS: usize = 64;
 pub(crate) struct Cork {
     owed: Vec<Arc<Client>>,
     deliveries: usize,
-    /// The cork holds one message on its own: each receiver whose writer is parked gets it
-    /// written to its socket as it is fanned out ([`Outbox::write_or_push`]), not queued
-    /// and woken.
+    /// The cork holds a short burst ([`DIRECT_BURST`]): each receiver whose writer is parked
+    /// gets each message, or each run, written to its socket as it is fanned out
+    /// ([`Outbox::write_or_push`], [`Outbox::write_or_push_run`]), not queued and woken.
     ///
     /// [`Outbox::write_or_push`]: crate::session::Outbox::write_or_push
+    /// [`Outbox::write_or_push_run`]: crate::session::Outbox::write_or_push_run
     direct: bool,
 }
 
 impl Cork {
-    /// Whether the next message is written to parked writers' sockets as it is fanned out.
+    /// Whether what is fanned out next is written to parked writers' sockets as it goes.
     pub(crate) fn set_direct(&mut self, direct: bool) {
         self.direct = direct;
     }
@@ -624,7 +644,12 @@ impl Hub {
         let (mut tally, mut total) = (Tally::default(), 0);
         for client in index.members(room).filter(|c| c.is_authenticated()) {
             // Encrypted members' writers seal the run message by message.
-            let pushed = client.outbox.push_run(run, client.is_encrypted());
+            let seal = client.is_encrypted();
+            let pushed = if cork.direct {
+                client.outbox.write_or_push_run(run, seal)
+            } else {
+                client.outbox.push_run(run, seal)
+            };
             if pushed.first {
                 cork.owed.push(client.clone());
             }
@@ -1055,5 +1080,68 @@ mod tests {
         let next = sealed.outbox.next_batch(&mut batch).now_or_never();
         assert!(next.is_some());
         assert!(matches!(&batch[..], [Queued::SealRun(r)] if Arc::ptr_eq(r, &run)));
+    }
+
+    /// A short burst under a direct cork reaches parked plaintext members' sockets as the
+    /// fan-out goes, a run in one `send`: no writer is owed a wake. A busy writer and an
+    /// encrypted member (whose writer seals) are owed one, and their queues hold the run.
+    #[tokio::test]
+    async fn a_direct_cork_writes_a_run_to_parked_members_sockets() {
+        use futures_util::FutureExt as _;
+        use tokio::io::AsyncReadExt as _;
+
+        use crate::session::Line;
+        let (hub, _) = hub();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut peers = Vec::new();
+        let mut members = Vec::new();
+        for n in 0..4 {
+            let (peer, accepted) =
+                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+            peers.push(peer.unwrap());
+            let c = client(&hub, &format!("c{n}"));
+            let counters = Arc::new(Counters::default());
+            c.outbox
+                .attach_line(Line::new(accepted.unwrap().0), counters);
+            assert!(hub.authenticate(&c, Identity::anonymous(), &[room("r")]));
+            members.push(c);
+        }
+        // Members 0 and 1 wait on their queues; 2 is busy writing; 3 is encrypted.
+        let mut batch = Vec::new();
+        for c in &members[..2] {
+            assert!(c.outbox.next_batch(&mut batch).now_or_never().is_none());
+        }
+        let sealed = &members[3];
+        assert!(sealed.sealer.set(Sealer::Transform).is_ok());
+        assert!(sealed.enable_encryption());
+        assert!(
+            sealed
+                .outbox
+                .next_batch(&mut batch)
+                .now_or_never()
+                .is_none()
+        );
+        let run = Run::new((0..3).map(|_| message()).collect());
+        let mut cork = Cork::default();
+        cork.set_direct(true);
+        assert_eq!(hub.to_room_run("r", &run, &mut cork), 4 * 3);
+        let mut owed: Vec<&str> = cork.owed.iter().map(|c| &*c.id).collect();
+        owed.sort_unstable();
+        assert_eq!(owed, ["c2", "c3"]);
+        for (c, peer) in members[..2].iter().zip(&mut peers) {
+            assert_eq!(c.outbox.queued_bytes(), 0);
+            let mut got = vec![0; run.bytes()];
+            peer.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, run.wire());
+        }
+        assert_eq!(members[2].outbox.queued_bytes(), run.bytes());
+        assert_eq!(sealed.outbox.queued_bytes(), run.sealed_bytes());
+        // Without a direct cork, a parked member's run is queued and its writer owed a wake.
+        let mut cork = Cork::default();
+        hub.to_room_run("r", &run, &mut cork);
+        assert!(cork.owed.iter().any(|c| &*c.id == "c0"));
+        assert_eq!(members[0].outbox.queued_bytes(), run.bytes());
+        cork.owed.clear();
     }
 }

@@ -41,7 +41,7 @@ pub use upgrade::{Upgrade, UpgradeRejection};
 
 use crate::{
     broker::{Broker, Delivery},
-    hub::{CORK_DELIVERIES, ClientInfo, Cork, Hub, Outgoing, RoomError, Run},
+    hub::{CORK_DELIVERIES, ClientInfo, Cork, DIRECT_BURST, Hub, Outgoing, RoomError, Run},
     protocol::{CloseCode, Envelope, MessageType, RoomName},
     session::{self, SocketConfig},
 };
@@ -257,11 +257,11 @@ impl Server {
             let mut cork = Cork::default();
             while rx.recv_many(&mut burst, INBOX_BURST).await > 0 {
                 let Some(shared) = weak.upgrade() else { break };
-                // A message on its own, nothing behind it: written to the receivers' sockets
-                // from here. Under load the writers are woken instead, to batch and to share
-                // the writing across the worker threads.
-                let alone = burst.len() == 1 && rx.is_empty();
-                cork.set_direct(alone);
+                // A short burst: written to the receivers' sockets from here. A long one
+                // (a publisher far ahead) wakes the writers instead, to batch across bursts
+                // and to share the writing across the worker threads.
+                let direct = burst.len() <= DIRECT_BURST;
+                cork.set_direct(direct);
                 for delivery in burst.drain(..) {
                     shared.on_delivery(delivery, &mut run, &mut cork);
                     if cork.deliveries() >= CORK_DELIVERIES {
@@ -269,7 +269,7 @@ impl Server {
                     }
                 }
                 shared.flush_run(&mut run, &mut cork);
-                if alone {
+                if direct {
                     cork.release_direct();
                 } else {
                     cork.release();

@@ -74,11 +74,7 @@ impl Queued {
     pub(crate) fn append_ready(&self, out: &mut Vec<u8>) -> bool {
         match self {
             Queued::Frame(m) => out.extend_from_slice(m.wire()),
-            Queued::Run(run) => {
-                for m in run.msgs() {
-                    out.extend_from_slice(m.wire());
-                }
-            }
+            Queued::Run(run) => out.extend_from_slice(run.wire()),
             Queued::Own(frame) => out.extend_from_slice(frame),
             Queued::Seal(_) | Queued::SealRun(_) | Queued::Install(_) => return false,
         }
@@ -264,8 +260,9 @@ impl Outbox {
             return false;
         }
         let wrote = match state.items.as_slice() {
-            // The usual single message: its shared frame as it is, no copy.
+            // The usual single message or run: its shared frames as they are, no copy.
             [Queued::Frame(m)] => line.try_write(m.wire()),
+            [Queued::Run(run)] => line.try_write(run.wire()),
             items => SCRATCH.with(|scratch| {
                 // The thread's writer holds it (never while it fans out): leave it the queue.
                 let Ok(mut buf) = scratch.try_borrow_mut() else {
@@ -300,30 +297,54 @@ impl Outbox {
         self.backpressured.store(false, Ordering::Relaxed);
     }
 
-    /// The fan-out's push of a message on its own (nothing else in the burst): written to
-    /// the socket here and now when the writer is parked with nothing queued ([`Push::Written`];
-    /// one lock and one `send`, nothing queued or woken), else queued as
+    /// The fan-out's push of one message under a direct cork (a burst of a few messages):
+    /// written to the socket here and now when the writer is parked with nothing queued
+    /// ([`Push::Written`]; one lock and one `send`, nothing queued or woken), else queued as
     /// [`Outbox::push_quiet`] queues it.
     pub(crate) fn write_or_push(&self, msg: &Arc<Outgoing>, seal: bool) -> Push {
         let Ok(mut guard) = self.state.lock() else {
             return Push::Closed;
         };
-        let state = &mut *guard;
-        // Blocked, or the socket failed: queued instead, for the writer.
-        if !seal
-            && state.items.is_empty()
-            && let Some((line, counters)) = state.open_line()
-            && let Ok(wrote @ (Wrote::All | Wrote::Stranded)) = line.try_write(msg.wire())
-        {
-            self.wrote_direct(counters, 1);
-            // A stranded tail is the writer's to flush.
-            return if wrote == Wrote::All {
-                Push::Written
-            } else {
-                Push::First
-            };
+        if !seal && let Some(push) = self.write_now(&mut guard, msg.wire(), 1) {
+            return push;
         }
-        self.admit(state, Queued::message(msg, seal))
+        self.admit(&mut guard, Queued::message(msg, seal))
+    }
+
+    /// [`Outbox::write_or_push`] for a run: its joined frames in one `send` when the writer
+    /// is parked with nothing queued, else queued as [`Outbox::push_run`] queues it.
+    pub(crate) fn write_or_push_run(&self, run: &Arc<Run>, seal: bool) -> Pushed {
+        let Ok(mut guard) = self.state.lock() else {
+            return Pushed::default();
+        };
+        let n = run.msgs().len();
+        if !seal && let Some(push) = self.write_now(&mut guard, run.wire(), n as u64) {
+            let mut pushed = Pushed::default();
+            pushed.add(push, n);
+            return pushed;
+        }
+        self.admit_run(&mut guard, run, seal)
+    }
+
+    /// Writes `bytes` (`frames` whole frames) to the line when the queue is empty and the
+    /// line open: [`Push::Written`], or [`Push::First`] when the socket left a tail for the
+    /// writer to flush. `None` when nothing was written (blocked, or the socket failed): the
+    /// caller queues instead, for the writer.
+    fn write_now(&self, state: &mut State, bytes: &[u8], frames: u64) -> Option<Push> {
+        if !state.items.is_empty() {
+            return None;
+        }
+        let (line, counters) = state.open_line()?;
+        let wrote @ (Wrote::All | Wrote::Stranded) = line.try_write(bytes).ok()? else {
+            return None;
+        };
+        self.wrote_direct(counters, frames);
+        // A stranded tail is the writer's to flush.
+        Some(if wrote == Wrote::All {
+            Push::Written
+        } else {
+            Push::First
+        })
     }
 
     /// [`Outbox::push`] without the wake: the caller wakes the writer on [`Push::First`] (the
@@ -340,10 +361,15 @@ impl Outbox {
     /// message, so only what overflows is dropped. Like [`Outbox::push_quiet`], the caller
     /// owes the wake on [`Pushed::first`].
     pub(crate) fn push_run(&self, run: &Arc<Run>, seal: bool) -> Pushed {
-        let mut pushed = Pushed::default();
         let Ok(mut state) = self.state.lock() else {
-            return pushed;
+            return Pushed::default();
         };
+        self.admit_run(&mut state, run, seal)
+    }
+
+    /// [`Outbox::push_run`] under the queue's lock.
+    fn admit_run(&self, state: &mut State, run: &Arc<Run>, seal: bool) -> Pushed {
+        let mut pushed = Pushed::default();
         let n = run.msgs().len();
         let cost = if seal {
             run.sealed_bytes()
@@ -356,10 +382,10 @@ impl Outbox {
             } else {
                 Queued::Run(run.clone())
             };
-            pushed.add(self.admit(&mut state, item), n);
+            pushed.add(self.admit(state, item), n);
         } else {
             for m in run.msgs() {
-                pushed.add(self.admit(&mut state, Queued::message(m, seal)), 1);
+                pushed.add(self.admit(state, Queued::message(m, seal)), 1);
             }
         }
         pushed
@@ -706,6 +732,34 @@ mod tests {
         assert_eq!(outbox.write_or_push(&one, true), Push::First);
         assert_eq!(outbox.write_or_push(&two, false), Push::Queued);
         assert_eq!(counters.frames_out.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_short_bursts_run_is_written_in_one_send_as_it_is_fanned_out() {
+        use tokio::io::AsyncReadExt as _;
+        let (outbox, _line, counters, mut peer) = with_line(1 << 20).await;
+        let run = Run::new((0..3).map(|i| message(10 + i)).collect());
+        // The writer busy: queued as push_run queues it, and the writer is owed a wake.
+        let pushed = outbox.write_or_push_run(&run, false);
+        assert_eq!((pushed.queued, pushed.first), (3, true));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, Next::Frames);
+        // Parked: the run's joined frames go out at once, nothing queued, nothing owed.
+        park(&outbox);
+        let pushed = outbox.write_or_push_run(&run, false);
+        assert_eq!((pushed.queued, pushed.dropped, pushed.first), (3, 0, false));
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 3);
+        let mut got = vec![0; run.bytes()];
+        peer.read_exact(&mut got).await.expect("read");
+        let frames: Vec<u8> = run.msgs().iter().flat_map(|m| m.wire()).copied().collect();
+        assert_eq!(got, frames);
+        // An encrypted member's run is the writer's to seal, and a run behind it queues.
+        assert!(outbox.write_or_push_run(&run, true).first);
+        let pushed = outbox.write_or_push_run(&run, false);
+        assert_eq!((pushed.queued, pushed.first), (3, false));
+        assert_eq!(counters.frames_out.load(Ordering::Relaxed), 3);
+        assert_eq!(outbox.queued_bytes(), run.sealed_bytes() + run.bytes());
     }
 
     #[tokio::test]

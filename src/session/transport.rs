@@ -11,7 +11,7 @@
 //! anything else, by whichever writer comes next.
 
 use std::{
-    io,
+    io::{self, Read as _},
     pin::Pin,
     sync::{
         Arc, Mutex,
@@ -22,7 +22,7 @@ use std::{
 
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
     net::TcpStream,
 };
 use tokio_util::either::Either;
@@ -163,12 +163,32 @@ impl AsyncRead for LineIo {
         let stream = &self.0.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read(buf.initialize_unfilled()) {
+            let unfilled = buf.initialize_unfilled();
+            let len = unfilled.len();
+            let mut read = 0;
+            // A read shorter than the buffer emptied the socket (epoll reports the next data
+            // as a new event). Told to `try_io` as `WouldBlock`, it clears the readiness seen
+            // before the read, as tokio's own `TcpStream::poll_read` does: the next read
+            // waits for that event instead of spending a `recv` to learn the socket is empty.
+            let result = stream.try_io(Interest::READABLE, || {
+                read = (&*socket2::SockRef::from(stream)).read(unfilled)?;
+                if read > 0 && read < len {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(read)
+                }
+            });
+            match result {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if read > 0 {
+                        buf.advance(read);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -306,5 +326,47 @@ mod tests {
         for (n, chunk) in got.chunks(1024).enumerate() {
             assert_eq!(chunk, block(n as u32));
         }
+    }
+
+    /// A short read (the socket emptied) clears the read readiness, so the next read waits
+    /// for epoll instead of trying a `recv`; a read that fills the buffer keeps it, and what
+    /// is left is read without a new event.
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_and_a_full_one_keeps_it() {
+        let (line, mut client) = pair().await;
+        let mut io = LineIo(line.clone());
+        let mut buf = [0u8; 1024];
+        client.write_all(b"hello").await.expect("write");
+        let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+            .await
+            .expect("read in time")
+            .expect("read");
+        assert_eq!(&buf[..n], b"hello");
+        let mut tried = false;
+        let probe = line.stream.try_io(Interest::READABLE, || {
+            tried = true;
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        assert!(probe.is_err());
+        assert!(!tried, "the readiness outlived a short read");
+        // New data is a new event: read, whole.
+        client.write_all(&[7u8; 1500]).await.expect("write");
+        let mut got = Vec::new();
+        while got.len() < 1500 {
+            let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                .await
+                .expect("read in time")
+                .expect("read");
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, [7u8; 1500]);
+        // EOF is still seen.
+        drop(client);
+        let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+            .await
+            .expect("read in time")
+            .expect("read");
+        assert_eq!(n, 0);
     }
 }
