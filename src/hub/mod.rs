@@ -155,7 +155,7 @@ pub(crate) const DIRECT_BURST: usize = 8;
 
 /// The wake-ups a fan-out owes: every receiver whose queue was empty is woken once, when the
 /// cork is released (or dropped), not per message, or has its queue written by the fan-out
-/// itself (a message on its own, or a burst to a few receivers). A batch of messages fanned
+/// itself (a short burst, or a burst to a few receivers). A batch of messages fanned
 /// out under one cork reaches each socket in one write, and no writer drains a queue the
 /// fan-out is still filling.
 #[derive(Default)]
