@@ -177,20 +177,14 @@ impl Cork {
         self.direct = direct;
     }
 
-    /// Ends a burst under load (several messages, or more waiting): writes directly as
-    /// [`Cork::release_direct`] does when it owes at most [`DIRECT_RECEIVERS`] receivers, and
-    /// otherwise wakes their writers, which then drain what accumulates by the time they
-    /// run and share the writing across the worker threads.
+    /// Settles the wake-ups owed: under a direct cork ([`DIRECT_BURST`]), or when at most
+    /// [`DIRECT_RECEIVERS`] receivers are owed, what each was given is written straight to its
+    /// socket where its writer is parked
+    /// ([`Outbox::write_direct`](crate::session::Outbox::write_direct)), and the rest are
+    /// woken; otherwise every writer is woken, drains what accumulates by the time it runs,
+    /// and the writing is shared across the worker threads.
     pub(crate) fn release(&mut self) {
-        self.settle(self.owed.len() <= DIRECT_RECEIVERS);
-    }
-
-    /// Writes what each receiver owed a wake-up was given straight to its socket where its
-    /// writer is parked ([`Outbox::write_direct`](crate::session::Outbox::write_direct)), and
-    /// wakes the rest: for a message on its own, each receiver then costs one `send` and no
-    /// task wake-up, as in uWebSockets' publish.
-    pub(crate) fn release_direct(&mut self) {
-        self.settle(true);
+        self.settle(self.direct || self.owed.len() <= DIRECT_RECEIVERS);
     }
 
     fn settle(&mut self, direct: bool) {

@@ -260,8 +260,7 @@ impl Server {
                 // A short burst: written to the receivers' sockets from here. A long one
                 // (a publisher far ahead) wakes the writers instead, to batch across bursts
                 // and to share the writing across the worker threads.
-                let direct = burst.len() <= DIRECT_BURST;
-                cork.set_direct(direct);
+                cork.set_direct(burst.len() <= DIRECT_BURST);
                 for delivery in burst.drain(..) {
                     shared.on_delivery(delivery, &mut run, &mut cork);
                     if cork.deliveries() >= CORK_DELIVERIES {
@@ -269,11 +268,7 @@ impl Server {
                     }
                 }
                 shared.flush_run(&mut run, &mut cork);
-                if direct {
-                    cork.release_direct();
-                } else {
-                    cork.release();
-                }
+                cork.release();
             }
         });
         let weak = Arc::downgrade(&shared);

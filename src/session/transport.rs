@@ -179,17 +179,14 @@ impl AsyncRead for LineIo {
                 }
             });
             match result {
-                Ok(n) => {
-                    buf.advance(n);
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
+                // Not ready, or the socket was empty after all: wait for the next event.
+                Err(_) if read == 0 => {}
+                // The bytes read (none at end of stream), also when the read was short.
+                _ => {
+                    buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if read > 0 {
-                        buf.advance(read);
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
