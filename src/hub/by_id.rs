@@ -11,7 +11,7 @@ use std::{hash::BuildHasher, sync::Arc};
 
 use hashbrown::{HashTable, hash_table::Entry};
 
-use super::{ById, Client};
+use super::{ById, Client, Lane};
 
 /// What an [`IdTable`] is keyed by.
 pub(super) trait HasId {
@@ -53,6 +53,17 @@ impl<T, S: Default> Default for IdTable<T, S> {
         Self {
             table: HashTable::new(),
             hasher: S::default(),
+        }
+    }
+}
+
+impl<T, S> IdTable<T, S> {
+    /// An empty table hashing with `hasher` (a clone of another table's hasher files every id
+    /// under the same hash in both).
+    pub(super) fn with_hasher(hasher: S) -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher,
         }
     }
 }
@@ -124,6 +135,15 @@ impl<T: HasId, S: BuildHasher> IdTable<T, S> {
     /// Every entry, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
         self.table.iter().map(|s| &s.value)
+    }
+
+    /// The entries whose id's hash falls in `lane`, in no particular order. Only the stored
+    /// hashes are read to choose them.
+    pub(super) fn iter_lane(&self, lane: Lane) -> impl Iterator<Item = &T> {
+        self.table
+            .iter()
+            .filter(move |s| lane.holds(s.hash))
+            .map(|s| &s.value)
     }
 }
 

@@ -4,7 +4,9 @@
 //! operations and for pushing into outboxes (which never await), never across an `.await`.
 //! Fan-out encodes a message once (`Outgoing`): plaintext receivers share that frame, and
 //! encrypted receivers get the message queued for their writer to seal, so sealing is spread
-//! over the connections' own tasks and each client's order is kept.
+//! over the connections' own tasks and each client's order is kept. A large room's fan-out
+//! can be split into lanes, disjoint shares of its members that worker threads fan out
+//! side by side, each under the read lock.
 
 mod by_id;
 mod client;
@@ -134,6 +136,55 @@ impl Run {
     }
 }
 
+/// What one fan-out to a room delivers: a message, or a run of consecutive ones.
+#[derive(Clone)]
+pub(crate) enum Fanned {
+    One(Arc<Outgoing>),
+    Run(Arc<Run>),
+}
+
+/// One of `of` disjoint shares of a room's members, by the hash of their ids: a large room's
+/// fan-out is split into lanes that worker threads fan out side by side. Every room's member
+/// table hashes with the hub's one hasher ([`Index::member_hasher`]), so a client falls in the
+/// same lane of every room for the hub's lifetime and no split can reach it twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lane {
+    index: usize,
+    of: usize,
+}
+
+impl Lane {
+    /// Every member: the fan-out in one piece.
+    pub(crate) const ALL: Lane = Lane { index: 0, of: 1 };
+
+    /// The `of` lanes of a split.
+    pub(crate) fn split(of: usize) -> impl Iterator<Item = Lane> {
+        let of = of.max(1);
+        (0..of).map(move |index| Lane { index, of })
+    }
+
+    /// Which of the split's lanes this is (from 0).
+    pub(crate) fn index(self) -> usize {
+        self.index
+    }
+
+    /// Whether an id of hash `hash` falls in this lane (a multiply-shift: every lane takes an
+    /// equal share of the hashes).
+    fn holds(self, hash: u64) -> bool {
+        self.of == 1 || ((u128::from(hash) * self.of as u128) >> 64) as usize == self.index
+    }
+}
+
+/// Receivers per lane below which a room's fan-out is not split: a split costs a task per
+/// lane and a wake of another worker, a few microseconds; 128 `send`s take a few hundred.
+pub(crate) const LANE_RECEIVERS: usize = 128;
+
+/// The lanes a direct fan-out to `members` receivers splits into, with `workers` worker
+/// threads: one per worker, each with at least [`LANE_RECEIVERS`] receivers.
+pub(crate) fn lanes_for(members: usize, workers: usize) -> usize {
+    (members / LANE_RECEIVERS).clamp(1, workers.max(1))
+}
+
 /// Deliveries a cork queues before it wakes the writers it owes, so a burst to a large room
 /// does not hold back the first receivers for long (about a millisecond of fan-out).
 pub(crate) const CORK_DELIVERIES: usize = 16 * 1024;
@@ -172,7 +223,20 @@ pub(crate) struct Cork {
 }
 
 impl Cork {
+    /// A cork whose fan-out writes to parked writers' sockets as it goes (see
+    /// [`Cork::set_direct`]).
+    pub(crate) fn direct() -> Self {
+        let mut cork = Self::default();
+        cork.direct = true;
+        cork
+    }
+
     /// Whether what is fanned out next is written to parked writers' sockets as it goes.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Sets whether what is fanned out next is written to parked writers' sockets as it goes.
     pub(crate) fn set_direct(&mut self, direct: bool) {
         self.direct = direct;
     }
@@ -281,6 +345,9 @@ struct Index {
     users: IdTable<Sessions, RandomState>,
     /// Rooms with members, own-id rooms aside (see [`Entry::own_room`]).
     rooms: HashMap<RoomName, IdTable<Arc<Client>>>,
+    /// The hasher of every room's member table (clones of one): a client id hashes alike in
+    /// all of them, so its [`Lane`] never changes.
+    member_hasher: ById,
     /// Clients in their own-id room.
     own_rooms: usize,
     /// The hub's id source, to tell names that cannot be own-id rooms without a lookup.
@@ -293,6 +360,13 @@ impl Index {
     fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a Arc<Client>> {
         let joined = self.rooms.get(room).into_iter().flat_map(IdTable::iter);
         joined.chain(self.own_room(room))
+    }
+
+    /// The members of `room` in `lane`. An own-id room's one member is in the first lane.
+    fn members_in<'a>(&'a self, room: &str, lane: Lane) -> impl Iterator<Item = &'a Arc<Client>> {
+        let joined = self.rooms.get(room).into_iter();
+        let joined = joined.flat_map(move |members| members.iter_lane(lane));
+        joined.chain(self.own_room(room).filter(|_| lane.index == 0))
     }
 
     /// The authenticated client whose own-id room is `room`, if any.
@@ -349,6 +423,7 @@ impl Hub {
                 clients: IdTable::default(),
                 users: IdTable::default(),
                 rooms: HashMap::new(),
+                member_hasher: ById::default(),
                 own_rooms: 0,
                 ids: ids.clone(),
             }),
@@ -480,7 +555,9 @@ impl Hub {
         entry.rooms.push(room.clone());
         let client = entry.client.clone();
         let own_room = index.own_room(room.as_str()).is_some();
-        let members = index.rooms.entry(room.clone()).or_default();
+        let hasher = &index.member_hasher;
+        let members = (index.rooms.entry(room.clone()))
+            .or_insert_with(|| IdTable::with_hasher(hasher.clone()));
         if members.is_empty() && !own_room {
             self.watch(Channel::Room(room.as_str().to_owned()));
         }
@@ -631,24 +708,50 @@ impl Hub {
         self.count(fan_out(index.members(room), msg, exclude, cork), cork)
     }
 
-    /// Queues a run of messages for every member of a room, in order; the writers owed a
-    /// wake are woken every [`CORK_DELIVERIES`] deliveries. Returns the deliveries queued.
-    pub(crate) fn to_room_run(&self, room: &str, run: &Arc<Run>, cork: &mut Cork) -> usize {
+    /// The members of `room` in `lane`, in the order a fan-out visits them.
+    #[cfg(test)]
+    pub(crate) fn members_in(&self, room: &str, lane: Lane) -> Vec<Arc<Client>> {
+        self.read().members_in(room, lane).cloned().collect()
+    }
+
+    /// The members of a room (its own-id member aside).
+    pub(crate) fn room_len(&self, room: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, IdTable::len)
+    }
+
+    /// Queues a message, or a run of messages, for the members of a room in `lane`; the
+    /// writers owed a wake are woken every [`CORK_DELIVERIES`] deliveries. Returns the
+    /// deliveries queued.
+    pub(crate) fn to_room_lane(
+        &self,
+        room: &str,
+        what: &Fanned,
+        lane: Lane,
+        cork: &mut Cork,
+    ) -> usize {
         let index = self.read();
         let (mut tally, mut total) = (Tally::default(), 0);
-        for client in index.members(room).filter(|c| c.is_authenticated()) {
-            // Encrypted members' writers seal the run message by message.
-            let seal = client.is_encrypted();
-            let pushed = if cork.direct {
-                client.outbox.write_or_push_run(run, seal)
-            } else {
-                client.outbox.push_run(run, seal)
-            };
-            if pushed.first {
-                cork.owed.push(client.clone());
+        for client in index
+            .members_in(room, lane)
+            .filter(|c| c.is_authenticated())
+        {
+            match what {
+                Fanned::One(msg) => tally.add(deliver(client, msg, cork)),
+                Fanned::Run(run) => {
+                    // Encrypted members' writers seal the run message by message.
+                    let seal = client.is_encrypted();
+                    let pushed = if cork.direct {
+                        client.outbox.write_or_push_run(run, seal)
+                    } else {
+                        client.outbox.push_run(run, seal)
+                    };
+                    if pushed.first {
+                        cork.owed.push(client.clone());
+                    }
+                    tally.queued += pushed.queued;
+                    tally.dropped += pushed.dropped;
+                }
             }
-            tally.queued += pushed.queued;
-            tally.dropped += pushed.dropped;
             if cork.deliveries + tally.queued >= CORK_DELIVERIES {
                 total += self.count(std::mem::take(&mut tally), cork);
                 cork.release();
@@ -895,6 +998,18 @@ mod tests {
         client
     }
 
+    /// Clients `c0`, `c1` … authenticated into `rooms`.
+    fn authenticated(hub: &Hub, n: usize, rooms: &[&str]) -> Vec<Arc<Client>> {
+        let rooms: Vec<RoomName> = rooms.iter().map(|r| room(r)).collect();
+        (0..n)
+            .map(|n| {
+                let c = client(hub, &format!("c{n}"));
+                assert!(hub.authenticate(&c, Identity::anonymous(), &rooms));
+                c
+            })
+            .collect()
+    }
+
     fn room(name: &str) -> RoomName {
         RoomName::new(name).unwrap()
     }
@@ -1040,20 +1155,17 @@ mod tests {
     fn a_run_reaches_every_member_and_wakes_writers_as_it_goes() {
         use futures_util::FutureExt as _;
         let (hub, _) = hub();
-        let members: Vec<Arc<Client>> = (0..300)
-            .map(|n| {
-                let c = client(&hub, &format!("c{n}"));
-                assert!(hub.authenticate(&c, Identity::anonymous(), &[room("big")]));
-                c
-            })
-            .collect();
+        let members = authenticated(&hub, 300, &["big"]);
         // One member is encrypted: its writer seals the run message by message.
         let sealed = &members[7];
         assert!(sealed.sealer.set(Sealer::Transform).is_ok());
         assert!(sealed.enable_encryption());
         let run = Run::new((0..64).map(|_| message()).collect());
         let mut cork = Cork::default();
-        assert_eq!(hub.to_room_run("big", &run, &mut cork), 300 * 64);
+        assert_eq!(
+            hub.to_room_lane("big", &Fanned::Run(run.clone()), Lane::ALL, &mut cork),
+            300 * 64
+        );
         // 19,200 deliveries: the writers of the first 16,384 were woken during the run.
         assert!(
             !cork.owed.is_empty() && cork.owed.len() < 300 - 200,
@@ -1074,6 +1186,65 @@ mod tests {
         let next = sealed.outbox.next_batch(&mut batch).now_or_never();
         assert!(next.is_some());
         assert!(matches!(&batch[..], [Queued::SealRun(r)] if Arc::ptr_eq(r, &run)));
+    }
+
+    /// The lanes of a split share a room's members out, each member to one lane, and a client
+    /// stays in its lane in every room, across a room's being emptied and made again; the
+    /// lanes' fan-outs together reach every member once.
+    #[test]
+    fn lanes_share_out_a_room_and_keep_each_client_in_one_lane() {
+        let (hub, _) = hub();
+        let members = authenticated(&hub, 400, &["a", "b"]);
+        let lanes_of = |room: &str| -> Vec<Vec<String>> {
+            Lane::split(3)
+                .map(|lane| {
+                    let mut ids: Vec<String> = (hub.members_in(room, lane).iter())
+                        .map(|c| c.id.to_string())
+                        .collect();
+                    ids.sort_unstable();
+                    ids
+                })
+                .collect()
+        };
+        let in_a = lanes_of("a");
+        let mut all: Vec<&String> = in_a.iter().flatten().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 400, "every member in exactly one lane");
+        assert_eq!(in_a.iter().map(Vec::len).sum::<usize>(), 400);
+        assert!(
+            in_a.iter().all(|l| l.len() > 80),
+            "{:?}",
+            in_a.iter().map(Vec::len)
+        );
+        assert_eq!(lanes_of("b"), in_a);
+        // Emptied (the room's table is dropped) and joined again: the same lanes.
+        for c in &members {
+            assert_eq!(hub.leave(&c.id, "b"), Ok(true));
+        }
+        assert!(lanes_of("b").iter().all(Vec::is_empty));
+        for c in members.iter().rev() {
+            assert_eq!(hub.join(&c.id, room("b")), Ok(true));
+        }
+        assert_eq!(lanes_of("b"), in_a);
+        // A fan-out lane by lane queues every member's message once.
+        let msg = message();
+        let mut total = 0;
+        for lane in Lane::split(3) {
+            total += hub.to_room_lane("a", &Fanned::One(msg.clone()), lane, &mut Cork::default());
+        }
+        assert_eq!(total, 400);
+        assert!(
+            members
+                .iter()
+                .all(|c| c.outbox.queued_bytes() == msg.wire().len())
+        );
+        assert_eq!(Lane::split(0).count(), 1);
+        assert_eq!(
+            (lanes_for(0, 2), lanes_for(255, 2), lanes_for(256, 2)),
+            (1, 1, 2)
+        );
+        assert_eq!((lanes_for(10_000, 2), lanes_for(10_000, 0)), (2, 1));
     }
 
     /// A short burst under a direct cork reaches parked plaintext members' sockets as the
@@ -1119,7 +1290,10 @@ mod tests {
         let run = Run::new((0..3).map(|_| message()).collect());
         let mut cork = Cork::default();
         cork.set_direct(true);
-        assert_eq!(hub.to_room_run("r", &run, &mut cork), 4 * 3);
+        assert_eq!(
+            hub.to_room_lane("r", &Fanned::Run(run.clone()), Lane::ALL, &mut cork),
+            4 * 3
+        );
         let mut owed: Vec<&str> = cork.owed.iter().map(|c| &*c.id).collect();
         owed.sort_unstable();
         assert_eq!(owed, ["c2", "c3"]);
@@ -1133,7 +1307,7 @@ mod tests {
         assert_eq!(sealed.outbox.queued_bytes(), run.sealed_bytes());
         // Without a direct cork, a parked member's run is queued and its writer owed a wake.
         let mut cork = Cork::default();
-        hub.to_room_run("r", &run, &mut cork);
+        hub.to_room_lane("r", &Fanned::Run(run.clone()), Lane::ALL, &mut cork);
         assert!(cork.owed.iter().any(|c| &*c.id == "c0"));
         assert_eq!(members[0].outbox.queued_bytes(), run.bytes());
         cork.owed.clear();

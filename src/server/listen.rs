@@ -132,6 +132,7 @@ impl Serve {
         let (stop_tx, stop) = watch::channel(());
         let (live, mut all_done) = mpsc::channel::<()>(1);
         let http = Arc::new(Http { app, stop, live });
+        let mut nodelay = NoDelay::new(&listener);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -139,6 +140,7 @@ impl Serve {
             };
             match accepted {
                 Ok((stream, _)) => {
+                    nodelay.apply(&stream);
                     let handshake = handshake(server.clone(), http.clone(), stream);
                     tokio::spawn(connection(Box::pin(handshake)));
                 }
@@ -159,6 +161,40 @@ impl Serve {
         // Every sender gone: the HTTP connections have ended.
         let _ = all_done.recv().await;
         Ok(())
+    }
+}
+
+/// `TCP_NODELAY` for every accepted socket. Frames are written in batches already: what
+/// remains for Nagle's algorithm is to hold a batch back behind the peer's delayed ACK.
+///
+/// The option is set on the listener, and sockets accepted from it inherit it where the
+/// system copies it (Linux and the BSDs do): the first accepted socket tells whether it did,
+/// and only if not is the option set on each socket, a system call per connection.
+struct NoDelay {
+    /// Whether the listener has the option.
+    listener: bool,
+    /// Whether accepted sockets come with it, once the first one told.
+    inherited: Option<bool>,
+}
+
+impl NoDelay {
+    fn new(listener: &TcpListener) -> Self {
+        Self {
+            listener: socket2::SockRef::from(listener)
+                .set_tcp_nodelay(true)
+                .is_ok(),
+            inherited: None,
+        }
+    }
+
+    /// Gives `stream` the option, unless it came with it.
+    fn apply(&mut self, stream: &TcpStream) {
+        let listener = self.listener;
+        let inherited =
+            *(self.inherited).get_or_insert_with(|| listener && stream.nodelay().unwrap_or(false));
+        if !inherited {
+            let _ = stream.set_nodelay(true);
+        }
     }
 }
 
@@ -188,9 +224,6 @@ async fn connection(handshake: Pin<Box<impl Future<Output = Option<Accepted>>>>)
 /// Reads the request head. An upgrade this path takes is answered with `101` and returned as
 /// the session's socket; anything else is served to its end through hyper.
 async fn handshake(server: Server, http: Arc<Http>, mut stream: TcpStream) -> Option<Accepted> {
-    // Frames are written in batches already: what remains for Nagle's algorithm is to hold
-    // a batch back behind the peer's delayed ACK.
-    let _ = stream.set_nodelay(true);
     let mut head = Vec::with_capacity(HEAD_BUFFER);
     // SECURITY: a peer that does not finish its request head in the time it has to
     // authenticate is dropped, so idle sockets cannot pile up before the session's own
@@ -414,6 +447,40 @@ mod tests {
             handshake <= 512,
             "the handshake's future is {handshake} bytes"
         );
+    }
+
+    /// Accepted sockets get `TCP_NODELAY`: on this system (Linux) they inherit it from the
+    /// listener, and after the first, nothing is set per socket. Where they would not, each
+    /// gets it set.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_from_the_listener() {
+        async fn accept(listener: &TcpListener, nodelay: &mut NoDelay) -> (TcpStream, TcpStream) {
+            let (client, accepted) = tokio::join!(
+                TcpStream::connect(listener.local_addr().expect("addr")),
+                listener.accept()
+            );
+            let (stream, _) = accepted.expect("accept");
+            nodelay.apply(&stream);
+            (client.expect("connect"), stream)
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut nodelay = NoDelay::new(&listener);
+        assert!(nodelay.listener);
+        for _ in 0..3 {
+            let (_client, stream) = accept(&listener, &mut nodelay).await;
+            assert!(stream.nodelay().expect("getsockopt"));
+            assert_eq!(nodelay.inherited, Some(true));
+        }
+        // A listener whose sockets do not come with it: each accepted socket gets it set.
+        let mut nodelay = NoDelay::new(&listener);
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(false)
+            .expect("setsockopt");
+        for _ in 0..2 {
+            let (_client, stream) = accept(&listener, &mut nodelay).await;
+            assert!(stream.nodelay().expect("getsockopt"));
+            assert_eq!(nodelay.inherited, Some(false));
+        }
     }
 
     /// Every idle connection keeps its task: besides the session's own future (bounded in

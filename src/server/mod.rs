@@ -12,7 +12,7 @@ mod upgrade;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -41,7 +41,10 @@ pub use upgrade::{Upgrade, UpgradeRejection};
 
 use crate::{
     broker::{Broker, Delivery},
-    hub::{CORK_DELIVERIES, ClientInfo, Cork, DIRECT_BURST, Hub, Outgoing, RoomError, Run},
+    hub::{
+        CORK_DELIVERIES, ClientInfo, Cork, DIRECT_BURST, Fanned, Hub, Lane, Outgoing, RoomError,
+        Run, lanes_for,
+    },
     protocol::{CloseCode, Envelope, MessageType, RoomName},
     session::{self, SocketConfig},
 };
@@ -77,6 +80,10 @@ pub(crate) struct Shared {
     pub(crate) sessions_done: Notify,
     /// Permits for authentications in progress (`Limits::max_pending_auth`).
     pub(crate) pending_auth: Arc<tokio::sync::Semaphore>,
+    /// The runtime's worker threads: the most lanes a room's fan-out splits into.
+    workers: usize,
+    /// Per lane, the [`thread_tag`] of the thread that fanned it out last.
+    lane_homes: Box<[AtomicU64]>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -113,24 +120,59 @@ impl Shared {
         Some(call_unpin("disconnected", hook, event))
     }
 
-    /// Fans out the pending run of room messages, if any.
-    fn flush_run(&self, run: &mut PendingRun, cork: &mut Cork) {
-        match run.msgs.len() {
-            0 => {}
-            1 => {
-                let msgs = std::mem::take(&mut run.msgs);
-                self.hub.to_room(&run.room, &msgs[0], &[], cork);
-            }
-            _ => {
-                let msgs = Run::new(std::mem::take(&mut run.msgs));
-                self.hub.to_room_run(&run.room, &msgs, cork);
-            }
+    /// Fans out the pending run of room messages, if any. Under a direct cork, a room large
+    /// enough is split into lanes ([`lanes_for`]), each fanned out by a task of its own, so
+    /// idle worker threads take a share of the `send`s; this returns when every lane is done,
+    /// so the next message reaches each member after this one.
+    async fn flush_run(self: &Arc<Self>, run: &mut PendingRun, cork: &mut Cork) {
+        let what = if run.msgs.len() > 1 {
+            Fanned::Run(Run::new(std::mem::take(&mut run.msgs)))
+        } else if let Some(msg) = run.msgs.pop() {
+            Fanned::One(msg)
+        } else {
+            return;
+        };
+        let lanes = if cork.is_direct() {
+            lanes_for(self.hub.room_len(&run.room), self.workers)
+        } else {
+            1
+        };
+        if lanes == 1 {
+            self.hub.to_room_lane(&run.room, &what, Lane::ALL, cork);
+            return;
+        }
+        let room: Arc<str> = Arc::from(run.room.as_str());
+        // Every lane is spawned, none fanned out here: a task spawned from a worker waits in
+        // that worker's own slot until the spawner yields, and only the ones it displaces
+        // into the queue can be taken by another worker. The lane this thread fanned out
+        // last is spawned last, into that slot, so it runs here again: a lane's sockets
+        // (their kernel state, their outboxes) stay with one core instead of moving
+        // between cores with every message.
+        let parts: Vec<JoinHandle<()>> = spawn_order(lanes, &self.lane_homes, thread_tag())
+            .into_iter()
+            .map(|lane| {
+                let (shared, room, what) = (self.clone(), room.clone(), what.clone());
+                tokio::spawn(async move {
+                    shared.lane_homes[lane.index()].store(thread_tag(), Ordering::Relaxed);
+                    let mut cork = Cork::direct();
+                    shared.hub.to_room_lane(&room, &what, lane, &mut cork);
+                })
+            })
+            .collect();
+        for part in parts {
+            // A lane that panicked has delivered what it could; the next message goes on.
+            let _ = part.await;
         }
     }
 
     /// Delivers an envelope from the bus to local clients. A room message without exclusions
     /// joins `run` (flushed when a message to anything else comes, and after the burst).
-    fn on_delivery(&self, delivery: Delivery, run: &mut PendingRun, cork: &mut Cork) {
+    async fn on_delivery(
+        self: &Arc<Self>,
+        delivery: Delivery,
+        run: &mut PendingRun,
+        cork: &mut Cork,
+    ) {
         let envelope = &delivery.envelope;
         if envelope.server_id == self.server_id {
             return; // our own publish: already delivered locally
@@ -148,14 +190,14 @@ impl Shared {
         if envelope.kind == MessageType::Room && envelope.exclude.as_ref().is_none_or(Vec::is_empty)
         {
             if run.room != target || run.msgs.len() >= MAX_RUN {
-                self.flush_run(run, cork);
+                self.flush_run(run, cork).await;
                 target.clone_into(&mut run.room);
             }
             run.msgs.push(msg);
             return;
         }
         // Anything else keeps its place after the room messages before it.
-        self.flush_run(run, cork);
+        self.flush_run(run, cork).await;
         let exclude: Vec<&str> = envelope
             .exclude
             .iter()
@@ -196,6 +238,25 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// The order to spawn a split's `lanes` in on the thread tagged `here`: the lane whose home
+/// (in `homes`, the tag of the thread that fanned it out last) is `here` comes last.
+fn spawn_order(lanes: usize, homes: &[AtomicU64], here: u64) -> Vec<Lane> {
+    let mut order: Vec<Lane> = Lane::split(lanes).collect();
+    let home = |l: &Lane| homes.get(l.index()).map(|h| h.load(Ordering::Relaxed));
+    if let Some(at) = order.iter().position(|l| home(l) == Some(here)) {
+        let last = order.remove(at);
+        order.push(last);
+    }
+    order
+}
+
+/// A number for the calling thread, distinct from every other thread's (never 0).
+fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TAG.with(|t| *t)
+}
+
 /// Inbox depth between the broker and the server's dispatch task.
 const INBOX_CAPACITY: usize = 4096;
 
@@ -225,6 +286,7 @@ impl Server {
         encryption: EncryptionConfig,
         broker: Arc<dyn Broker>,
     ) -> Result<Self, BuildError> {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let shared = Arc::new(Shared {
             server_id: uuid::Uuid::new_v4().to_string(),
             hub: Hub::new(options.limits.max_rooms_per_client),
@@ -236,6 +298,8 @@ impl Server {
             sessions: AtomicUsize::new(0),
             sessions_done: Notify::new(),
             pending_auth: Arc::new(tokio::sync::Semaphore::new(options.limits.max_pending_auth)),
+            workers,
+            lane_homes: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             tasks: Mutex::new(Vec::new()),
             options,
         });
@@ -262,12 +326,12 @@ impl Server {
                 // and to share the writing across the worker threads.
                 cork.set_direct(burst.len() <= DIRECT_BURST);
                 for delivery in burst.drain(..) {
-                    shared.on_delivery(delivery, &mut run, &mut cork);
+                    shared.on_delivery(delivery, &mut run, &mut cork).await;
                     if cork.deliveries() >= CORK_DELIVERIES {
                         cork.release();
                     }
                 }
-                shared.flush_run(&mut run, &mut cork);
+                shared.flush_run(&mut run, &mut cork).await;
                 cork.release();
             }
         });
@@ -743,4 +807,107 @@ pub struct IndexStats {
 
 async fn ws_handler(State(server): State<Server>, headers: HeaderMap, ws: Upgrade) -> Response {
     server.upgrade(ws, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{
+        Identity,
+        broker::MemoryBroker,
+        hub::{Client, LANE_RECEIVERS},
+        session::Outbox,
+    };
+
+    /// Waits (at most ten seconds) for `done`.
+    async fn until(mut done: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// A split's lanes are spawned in order, but for the one last fanned out on this thread,
+    /// spawned last (so it runs here again). Tags are distinct per thread.
+    #[test]
+    fn the_lane_last_fanned_out_here_is_spawned_last() {
+        let here = thread_tag();
+        let there = std::thread::spawn(thread_tag).join().unwrap();
+        assert!(here != there && here != 0 && there != 0);
+        assert_eq!(thread_tag(), here);
+        let homes: Vec<AtomicU64> = [0, here, there].into_iter().map(AtomicU64::new).collect();
+        let order = |lanes, tag| -> Vec<usize> {
+            spawn_order(lanes, &homes, tag)
+                .iter()
+                .map(|l| l.index())
+                .collect()
+        };
+        assert_eq!(order(3, here), [0, 2, 1]);
+        assert_eq!(order(3, there), [0, 1, 2]);
+        assert_eq!(order(2, there), [0, 1], "a home outside the split");
+        assert_eq!(order(3, 99), [0, 1, 2], "no lane's home");
+        assert_eq!(order(4, here), [0, 2, 3, 1], "more lanes than homes");
+    }
+
+    /// A message from the bus to a large room is fanned out in lanes, by tasks that the worker
+    /// threads run side by side: while one member's queue is held (its lane's fan-out waits
+    /// on it), every member of the other lane gets the message. Fanned out in one piece, the
+    /// fan-out would wait at that member, the first it visits, and nobody would.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_rooms_fan_out_runs_in_lanes_on_the_worker_threads() {
+        let broker = MemoryBroker::new();
+        let build = || {
+            Server::builder()
+                .broker(broker.clone())
+                .authenticate(|_| async { Ok(Some(Identity::anonymous())) })
+                .build()
+        };
+        let (sender, server) = (build().await.unwrap(), build().await.unwrap());
+        let hub = &server.shared.hub;
+        let room = RoomName::new("big").unwrap();
+        let members: Vec<Arc<Client>> = (0..2 * LANE_RECEIVERS)
+            .map(|n| {
+                let c = Arc::new(Client::new(
+                    format!("c{n}").into(),
+                    Outbox::new(1 << 20, false),
+                    0,
+                ));
+                assert!(hub.insert(c.clone()));
+                assert!(hub.authenticate(&c, Identity::anonymous(), std::slice::from_ref(&room)));
+                c
+            })
+            .collect();
+        assert_eq!(lanes_for(members.len(), server.shared.workers), 2);
+        let first = hub.members_in("big", Lane::ALL).remove(0);
+        let others: Vec<Arc<Client>> = Lane::split(2)
+            .map(|lane| hub.members_in("big", lane))
+            .find(|lane| !lane.iter().any(|c| Arc::ptr_eq(c, &first)))
+            .unwrap();
+        assert!(!others.is_empty());
+
+        let held = first.outbox.hold();
+        sender
+            .send_to_room_everywhere("big", "tick", &1, &[])
+            .await
+            .unwrap();
+        let other_lane_done = until(|| others.iter().all(|c| c.outbox.queued_bytes() > 0)).await;
+        drop(held);
+        assert!(other_lane_done, "the other lane waited for the held member");
+        // Released: every member has the message once.
+        let once = Outgoing::new("tick", serde_json::value::to_raw_value(&1).unwrap());
+        assert!(until(|| members.iter().all(|c| c.outbox.queued_bytes() > 0)).await);
+        assert!(
+            members
+                .iter()
+                .all(|c| c.outbox.queued_bytes() == once.wire().len())
+        );
+        sender.shutdown().await;
+        server.shutdown().await;
+    }
 }

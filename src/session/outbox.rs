@@ -524,6 +524,13 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Holds the queue's lock until the returned guard is dropped: whoever pushes to this
+    /// outbox meanwhile waits.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> impl Sized + '_ {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Bytes queued and not yet taken by the writer.
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {
