@@ -396,8 +396,9 @@ impl Server {
     /// connection). Every other request, and every handshake it declines (a bad request, an
     /// unknown origin, a server shutting down), goes to `app` over hyper, so merge
     /// [`Server::router`] into `app` for those to get their usual answers. A custom upgrade
-    /// handler belongs on another path. Accepted sockets have `TCP_NODELAY` set: writes are
-    /// batched already. Await the returned [`Serve`]; it runs until the listener fails, or
+    /// handler belongs on another path. Accepted sockets have `TCP_NODELAY` (set on the listener,
+    /// which the system copies to each accepted socket, or else on each): writes are batched
+    /// already. Await the returned [`Serve`]; it runs until the listener fails, or
     /// until the signal given to [`Serve::with_graceful_shutdown`].
     ///
     /// The faster way in, and what `sealcast serve` uses: per connection it saves hyper's
