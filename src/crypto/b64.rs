@@ -4,70 +4,50 @@
 //! for the `base64` crate's engines here). The output is the same byte for byte; decoding stays
 //! on the `base64` crate's strict checks.
 
+use std::cell::RefCell;
+
 use super::CryptoError;
 
-/// Raw bytes encoded per step by [`encode_in_place`]: a multiple of 3, so padding can only
-/// appear in the last step.
-const B64_STEP: usize = 3 * 64;
+/// The longest field [`push_encoded_with`] stages in its thread's kept buffer; a longer one is
+/// staged in a buffer of its own. Sealed chat messages (~100–300 bytes) are far below it.
+const STAGE_MAX: usize = 16 * 1024;
 
-/// Encodes `input` into the front of `output`; returns the bytes written, or `None` when
-/// `output` is too short.
-pub(crate) fn encode_slice(input: &[u8], output: &mut [u8]) -> Option<usize> {
-    let engine = base64_simd::STANDARD;
-    let len = engine.encoded_length(input.len());
-    let output = output.get_mut(..len)?;
-    Some(
-        engine
-            .encode(input, base64_simd::Out::from_slice(output))
-            .len(),
-    )
+thread_local! {
+    /// The raw bytes of the field being encoded. It only grows (to at most [`STAGE_MAX`]), so
+    /// staging a field neither allocates nor clears memory.
+    static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Base64-encodes (standard, padded) the bytes `field[raw_start..]` into all of `field`,
-/// whose length must be exactly their encoded length.
-///
-/// Why reading and writing the same buffer is sound: after encoding the first `m` raw bytes
-/// (a multiple of 3, or all of them) the output ends at `4·⌈m/3⌉`, while the next unread raw
-/// byte sits at `raw_start + m = 4·⌈R/3⌉ − R + m`, which is never smaller (`R` = raw length).
-/// Each step copies its input to the stack before writing, so a step may overwrite its own
-/// input but never bytes still to be read.
-pub(crate) fn encode_in_place(field: &mut [u8], raw_start: usize) -> Result<(), CryptoError> {
-    let raw_len = field.len().checked_sub(raw_start).ok_or(CryptoError)?;
-    let mut step = [0u8; B64_STEP];
-    let (mut read, mut written) = (0, 0);
-    while read < raw_len {
-        let take = B64_STEP.min(raw_len - read);
-        let from = raw_start + read;
-        step[..take].copy_from_slice(&field[from..from + take]);
-        written += encode_slice(&step[..take], &mut field[written..]).ok_or(CryptoError)?;
-        read += take;
-    }
-    if written == field.len() {
-        Ok(())
-    } else {
-        Err(CryptoError)
-    }
-}
-
-/// Appends the base64 (standard, padded) of `raw_len` bytes that `fill` writes: `fill` gets
-/// the tail of the new field, exactly `raw_len` bytes, which is then encoded in place into the
-/// whole field ([`encode_in_place`]). A sealer writes its ciphertext straight into the text it
-/// sends this way. On failure `out` is left as it was.
+/// Appends the base64 (standard, padded) of `raw_len` bytes that `fill` writes: `fill` gets a
+/// staging buffer of exactly `raw_len` bytes (the thread's kept buffer, up to
+/// [`STAGE_MAX`]), which is then encoded straight into `out`'s spare capacity. A sealer
+/// encrypts into the stage, and the text it sends is written once, with no zero-fill of `out`
+/// and no second copy of the raw bytes. On failure `out` is left as it was, and the stage
+/// cleared.
 pub(crate) fn push_encoded_with(
     out: &mut Vec<u8>,
     raw_len: usize,
     fill: impl FnOnce(&mut [u8]) -> Result<(), CryptoError>,
 ) -> Result<(), CryptoError> {
-    let b64_len = base64::encoded_len(raw_len, true).ok_or(CryptoError)?;
-    let start = out.len();
-    out.resize(start.checked_add(b64_len).ok_or(CryptoError)?, 0);
-    let field = &mut out[start..];
-    let raw_start = b64_len - raw_len;
-    let done = fill(&mut field[raw_start..]).and_then(|()| encode_in_place(field, raw_start));
-    if done.is_err() {
-        out.truncate(start);
+    let encode = |raw: &mut [u8]| match fill(raw) {
+        Ok(()) => {
+            base64_simd::STANDARD.encode_append(&*raw, out);
+            Ok(())
+        }
+        Err(e) => {
+            raw.fill(0);
+            Err(e)
+        }
+    };
+    if raw_len > STAGE_MAX {
+        return encode(&mut vec![0; raw_len]);
     }
-    done
+    STAGE.with_borrow_mut(|stage| {
+        if stage.len() < raw_len {
+            stage.resize(raw_len, 0);
+        }
+        encode(&mut stage[..raw_len])
+    })
 }
 
 #[cfg(test)]
@@ -75,6 +55,19 @@ mod tests {
     use base64::{Engine as _, engine::general_purpose::STANDARD};
 
     use super::*;
+
+    /// Encodes `input` into the front of `output`; returns the bytes written, or `None` when
+    /// `output` is too short.
+    fn encode_slice(input: &[u8], output: &mut [u8]) -> Option<usize> {
+        let engine = base64_simd::STANDARD;
+        let len = engine.encoded_length(input.len());
+        let output = output.get_mut(..len)?;
+        Some(
+            engine
+                .encode(input, base64_simd::Out::from_slice(output))
+                .len(),
+        )
+    }
 
     #[test]
     fn encodes_as_the_scalar_engine_at_every_length() {
@@ -92,19 +85,23 @@ mod tests {
     }
 
     #[test]
-    fn encodes_in_place_from_the_end_of_the_field_at_every_length() {
-        let data: Vec<u8> = (0..1200u32).map(|i| (i * 53 % 256) as u8).collect();
-        for len in 0..data.len() {
+    fn pushes_what_is_staged_at_every_length() {
+        // Lengths up and down, so a field shorter than the stage's kept bytes is encoded
+        // alone, and past the stage's limit.
+        let data: Vec<u8> = (0..STAGE_MAX as u32 + 700)
+            .map(|i| (i * 53 % 256) as u8)
+            .collect();
+        let lengths = (0..1200).chain([900, 3, 0, STAGE_MAX, STAGE_MAX + 1, data.len(), 17]);
+        for len in lengths {
             let expected = STANDARD.encode(&data[..len]);
-            let mut field = vec![0u8; expected.len()];
-            let raw_start = field.len() - len;
-            field[raw_start..].copy_from_slice(&data[..len]);
-            assert_eq!(encode_in_place(&mut field, raw_start), Ok(()), "len {len}");
-            assert_eq!(field, expected.as_bytes(), "len {len}");
+            let mut out = b"x".to_vec();
+            push_encoded_with(&mut out, len, |raw| {
+                raw.copy_from_slice(&data[..len]);
+                Ok(())
+            })
+            .expect("push");
+            assert_eq!(&out[1..], expected.as_bytes(), "len {len}");
         }
-        // A field that is not exactly the encoded length, or a start past its end.
-        assert!(encode_in_place(&mut [0u8; 5], 2).is_err());
-        assert!(encode_in_place(&mut [0u8; 4], 5).is_err());
     }
 
     #[test]
@@ -118,5 +115,13 @@ mod tests {
         assert_eq!(out, b"head:aGVsbG8=");
         assert!(push_encoded_with(&mut out, 5, |_| Err(CryptoError)).is_err());
         assert_eq!(out, b"head:aGVsbG8=");
+        // What a failed filler staged (a plaintext, say) does not stay in the stage.
+        let failed = push_encoded_with(&mut out, 6, |raw| {
+            raw.copy_from_slice(b"secret");
+            Err(CryptoError)
+        });
+        assert!(failed.is_err());
+        assert_eq!(out, b"head:aGVsbG8=");
+        STAGE.with_borrow(|stage| assert_eq!(stage[..6], [0; 6]));
     }
 }

@@ -196,7 +196,7 @@ impl Sealer {
     }
 
     /// [`Sealer::seal`], appending the record text to `out` instead of allocating: the
-    /// ciphertext is written into the base64 field's tail and encoded in place.
+    /// ciphertext is staged and base64-encoded straight into `out`.
     ///
     /// # Errors
     /// As [`Sealer::seal`]; `out` is left as it was.
