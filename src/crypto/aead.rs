@@ -34,8 +34,9 @@ impl Aes256GcmKey {
     }
 
     /// Encrypts `plaintext` into `out`, which must be exactly `plaintext.len() + TAG_LEN`
-    /// bytes: `ciphertext ‖ tag`. The cipher reads `plaintext` where it is (AWS-LC's scatter
-    /// call with all of the input as its "extra" part), so nothing is copied first.
+    /// bytes (`aws-lc-rs` checks that): `ciphertext ‖ tag`. The cipher reads `plaintext` where
+    /// it is (AWS-LC's scatter call with all of the input as its "extra" part), so nothing is
+    /// copied first.
     pub(crate) fn seal_into(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -43,9 +44,6 @@ impl Aes256GcmKey {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        if out.len() != plaintext.len().checked_add(TAG_LEN).ok_or(CryptoError)? {
-            return Err(CryptoError);
-        }
         self.0
             .seal_in_place_scatter(
                 Nonce::assume_unique_for_key(*nonce),
@@ -145,6 +143,11 @@ mod tests {
         assert!(
             cipher
                 .seal_into(&nonce, &[], b"hello", &mut [0; 5])
+                .is_err()
+        );
+        assert!(
+            cipher
+                .seal_into(&nonce, &[], b"hello", &mut [0; 5 + TAG_LEN + 1])
                 .is_err()
         );
         assert_eq!(cipher.open_in_place(&nonce, b"aad", &mut sealed), Ok(5));
