@@ -59,7 +59,8 @@ impl V1Key {
     /// `derive(client, server, salt)`; both get the same key.
     ///
     /// # Errors
-    /// [`CryptoError`] if `salt` is not [`SALT_LEN`] bytes.
+    /// [`CryptoError`] if `salt` is not [`SALT_LEN`] bytes or the operating system's random
+    /// number generator fails (the key's IV base is drawn from it).
     pub fn derive(own: &KeyPair, peer: &PublicKey, salt: &[u8]) -> Result<Self, CryptoError> {
         if salt.len() != SALT_LEN {
             return Err(CryptoError);
@@ -79,7 +80,8 @@ impl V1Key {
     /// [`V1Key::derive`]). The argument is zeroized after use.
     ///
     /// # Errors
-    /// [`CryptoError`] if the cipher cannot be set up (never, for a 32-byte key).
+    /// [`CryptoError`] if the operating system's random number generator fails (the key's IV
+    /// base is drawn from it).
     #[doc(hidden)]
     pub fn from_bytes(key: [u8; KEY_LEN]) -> Result<Self, CryptoError> {
         let key = Zeroizing::new(key);
@@ -87,11 +89,11 @@ impl V1Key {
     }
 
     fn from_key(key: &[u8; KEY_LEN]) -> Result<Self, CryptoError> {
-        // A failing OS generator here leaves a zero base; the counter still keeps this key's
-        // IVs distinct (see `next_iv`).
+        // No key without a random IV base: a fixed fallback would let two key objects holding
+        // the same key bytes walk the same IVs (see `next_iv`).
         Ok(Self {
             cipher: Aes256GcmKey::new(key)?,
-            iv_base: random_bytes().unwrap_or([0; IV_LEN]),
+            iv_base: random_bytes()?,
             iv_count: AtomicU64::new(0),
         })
     }
