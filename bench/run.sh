@@ -37,7 +37,7 @@ export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ISOLATED_RATE:=150}" "${ISOLATED_MESSAGES:=750}"
 export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
-: "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 mixed mixed_isolated}"
+: "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 mixed mixed_paced mixed_isolated}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$TARGET_DIR/bench-results.txt}
 
@@ -115,6 +115,13 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# can_pin SCENARIO: whether the server and the generator can have a core each (else says so).
+can_pin() {
+  [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null && return 0
+  echo "$1 needs 2 cores and taskset; skipped" >&2
+  return 1
+}
+
 # run SCENARIO SERVER REP [loadgen args...]
 run() {
   local scenario=$1 server=$2 rep=$3
@@ -145,6 +152,19 @@ run() {
   else
     echo "scenario=$scenario server=$server rep=$rep failed=1" >>"$OUT"
   fi
+}
+
+# pinned_halves NAME REP [loadgen args...]: with the server and the generator on a core each
+# (so the generator's decrypting does not slow the server's core), a room of ENC_CLIENTS half
+# plaintext and half sealed, then its sealed half alone; then the same with decoys for the
+# sealed half. Each room minus its other half alone is what the plaintext half adds.
+pinned_halves() {
+  local name=$1 rep=$2 other
+  shift 2
+  for other in encrypted decoy; do
+    run "${name}_$other" sealcast_v1_pinned "$rep" --clients "$ENC_CLIENTS" "$@" "--$other" 0.5
+    run "${name}_half_$other" sealcast_v1_pinned "$rep" --clients $((ENC_CLIENTS / 2)) "$@" "--$other" 1
+  done
 }
 
 {
@@ -185,19 +205,14 @@ for rep in $(seq "$REPEAT"); do
       # the generator): the difference is what the plaintext half costs.
       run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 0.5
       run mixed_sealed_half sealcast_v1 "$rep" --clients $((ENC_CLIENTS / 2)) --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" --encrypted 1 ;;
+    mixed_paced)
+      # The windowed mixed room, against a plaintext room whose other half are decoys:
+      # plaintext receivers that spend a v1 decryption's CPU on every delivery (loadgen
+      # --decoy), so the generator reads both rooms at one pace.
+      can_pin mixed_paced && pinned_halves mixed_paced "$rep" --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" ;;
     mixed_isolated)
-      # What 500 plaintext receivers add to a room of 500 sealed ones, against what they add
-      # to a room of 500 plaintext ones, at one fixed rate (so messages arrive alike), with
-      # the server and the generator on a core each (so the generator's decrypting does not
-      # slow the server's cores).
-      if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
-        echo "mixed_isolated needs 2 cores and taskset; skipped" >&2
-        continue
-      fi
-      for share in 0 0.5; do
-        run "mixed_isolated_$share" sealcast_v1_pinned "$rep" --clients "$ENC_CLIENTS" --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" --encrypted "$share"
-        run "mixed_isolated_half_$share" sealcast_v1_pinned "$rep" --clients $((ENC_CLIENTS / 2)) --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" --encrypted "$(awk "BEGIN { print $share * 2 }")"
-      done ;;
+      # The same comparison at one fixed rate, so messages arrive alike.
+      can_pin mixed_isolated && pinned_halves mixed_isolated "$rep" --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" ;;
     *)
       echo "unknown scenario $scenario" >&2 ;;
     esac

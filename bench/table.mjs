@@ -31,6 +31,17 @@ const stat = (scenario, server, f) => {
   return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
 };
 
+// CPU-s per 1M deliveries that a room's other half adds: each run of `whole` minus the run of
+// `halfName` (that half alone) from the same repetition, over the deliveries it adds.
+const added = (whole, halfName, server) => {
+  const half = Object.fromEntries(pick(halfName, server).map((r) => [r.rep, r]));
+  return stat(whole, server, (r) => {
+    const h = half[r.rep];
+    if (!h) return NaN;
+    return ((Number(r.server_cpu_s) - Number(h.server_cpu_s)) / (Number(r.deliveries) - Number(h.deliveries))) * 1e6;
+  });
+};
+
 const fmt = (x, digits) => {
   if (!Number.isFinite(x)) return "–";
   if (Math.abs(x) >= 10000) return Math.round(x).toLocaleString("en-US");
@@ -107,19 +118,20 @@ for (const [scenario, server, profile] of [["encrypted", "sealcast_v1", "v1"], [
   row(`${label}: lost + duplicate`, stat(scenario, server, (r) => Number(r.lost) + Number(r.duplicates)), null, 0, "0", (_r, ours) => ours === 0);
 }
 
+// With the paced comparison (below) the unpinned windowed rows are information: their
+// all-plaintext room is read by a generator that decrypts nothing, so faster, and a slower
+// reader costs the server more per delivery whatever it sends (BENCHMARKS.md).
+const paced = pick("mixed_paced_encrypted", "sealcast_v1_pinned").length > 0;
+// Half the clients of a pinned room (ENC_CLIENTS / 2): the receivers each half holds.
+const halfOf = (scenario) => Number(pick(scenario, "sealcast_v1_pinned")[0]?.clients ?? 1000) / 2;
 if (has("mixed")) {
   const halfRuns = pick("mixed_sealed_half", "sealcast_v1");
   if (halfRuns.length) {
     // The mixed room minus its sealed half alone, from the same repetition: no per-delivery
     // figure of another run enters, and the generator decrypted the same amount in both.
-    const byRep = Object.fromEntries(halfRuns.map((r) => [r.rep, r]));
-    const direct = stat("mixed", "sealcast_v1", (r) => {
-      const half = byRep[r.rep];
-      if (!half) return NaN;
-      const dPlain = Number(r.deliveries) - Number(half.deliveries);
-      return ((Number(r.server_cpu_s) - Number(half.server_cpu_s)) / dPlain) * 1e6;
-    });
-    row("mixed room (half sealed): plaintext CPU-s / 1M (mixed − sealed half alone)", direct, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, direct.med / plain1k.med);
+    const direct = added("mixed", "mixed_sealed_half", "sealcast_v1");
+    const target = paced ? "info" : "≤ 1× all-plaintext";
+    row("mixed room (half sealed): plaintext CPU-s / 1M (mixed − sealed half alone, vs the all-plaintext 1k room)", direct, null, 3, target, paced ? null : (r) => r <= 1.0, direct.med / plain1k.med);
   }
   if (has("encrypted")) {
     const encPerM = stat("encrypted", "sealcast_v1", "cpu_s_per_m").med;
@@ -155,23 +167,34 @@ if (has("idle")) {
   }
 }
 
-if (has("mixed_isolated_0.5")) {
+if (paced) {
+  // Windowed, server and generator on a core each: CPU that 500 plaintext receivers add to a
+  // room of 500 sealed ones, against what they add to a room of 500 decoys (plaintext
+  // receivers whose client spends a decryption's CPU on each delivery), read at one pace.
+  const nextToSealed = added("mixed_paced_encrypted", "mixed_paced_half_encrypted", "sealcast_v1_pinned");
+  const nextToDecoys = added("mixed_paced_decoy", "mixed_paced_half_decoy", "sealcast_v1_pinned");
+  const h = halfOf("mixed_paced_encrypted");
+  row(`mixed room, isolated cores, windowed: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} decoys)`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToDecoys.med);
+  row(`… next to ${h} decoys`, nextToDecoys, null, 3, "info", null);
+  const wall = (scenario) => stat(scenario, "sealcast_v1_pinned", "wall_s");
+  row(`… the pace: wall s of the mixed room (vs the decoys' room)`, wall("mixed_paced_encrypted"), null, 2, "info", null, wall("mixed_paced_encrypted").med / wall("mixed_paced_decoy").med);
+}
+
+// Results files from before the decoys (bench/run.sh before 2026-12-04) named the runs by the
+// sealed share, and compared with 500 plaintext neighbours.
+const isolated = has("mixed_isolated_encrypted")
+  ? { sealed: "encrypted", other: "decoy", others: "decoys" }
+  : { sealed: "0.5", other: "0", others: "plaintext" };
+if (has(`mixed_isolated_${isolated.sealed}`)) {
   // Server and generator on a core each, one fixed rate: CPU that 500 plaintext receivers add
   // to a room of 500 sealed ones (mixed room minus its sealed half alone, same repetition),
-  // against what they add to a room of 500 plaintext ones.
-  const added = (whole, halfName) => {
-    const half = Object.fromEntries(pick(halfName, "sealcast_v1_pinned").map((r) => [r.rep, r]));
-    return stat(whole, "sealcast_v1_pinned", (r) => {
-      const h = half[r.rep];
-      if (!h) return NaN;
-      return ((Number(r.server_cpu_s) - Number(h.server_cpu_s)) / (Number(r.deliveries) - Number(h.deliveries))) * 1e6;
-    });
-  };
-  const nextToSealed = added("mixed_isolated_0.5", "mixed_isolated_half_0.5");
-  const nextToPlain = added("mixed_isolated_0", "mixed_isolated_half_0");
+  // against what they add to a room of 500 decoys.
+  const nextToSealed = added(`mixed_isolated_${isolated.sealed}`, `mixed_isolated_half_${isolated.sealed}`, "sealcast_v1_pinned");
+  const nextToOthers = added(`mixed_isolated_${isolated.other}`, `mixed_isolated_half_${isolated.other}`, "sealcast_v1_pinned");
   const rate = process.env.ISOLATED_RATE ?? 150;
-  row(`mixed room, isolated cores, ${rate} msg/s: CPU-s / 1M that 500 plaintext receivers add next to 500 sealed (vs next to 500 plaintext)`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToPlain.med);
-  row(`… next to 500 plaintext`, nextToPlain, null, 3, "info", null);
+  const h = halfOf(`mixed_isolated_${isolated.sealed}`);
+  row(`mixed room, isolated cores, ${rate} msg/s: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} ${isolated.others})`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToOthers.med);
+  row(`… next to ${h} ${isolated.others}`, nextToOthers, null, 3, "info", null);
 }
 
 const heads = ["metric", "sealcast", "raw Bun", "ratio", "target", "met"];

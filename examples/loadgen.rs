@@ -15,6 +15,12 @@
 //! time in nanoseconds (`/proc/<pid>/task/*/schedstat`), checked against the 10 ms ticks of
 //! `/proc/<pid>/stat`, which it falls back to when a thread ended during the phase.
 //!
+//! With `--decoy S` a share of the plaintext clients stand in for encrypted ones: each
+//! delivery they receive in plaintext they also open a v1 sealed copy of a message of the same
+//! size (base64 and AES-256-GCM, as a decrypting client does), so an all-plaintext room is read
+//! at the pace of a mixed room's generator and the two compare (`bench/run.sh`'s `mixed`
+//! scenario).
+//!
 //! With `--messages 0` it only connects, waits `--settle` seconds and reports the server's RSS
 //! per idle authenticated connection.
 //!
@@ -90,6 +96,12 @@ struct Args {
     /// Share of clients (0..=1) that do an encryption handshake and decrypt every message.
     #[arg(long, default_value_t = 0.0)]
     encrypted: f64,
+    /// Share of clients (0..=1, taken from the plaintext ones) that receive plaintext but spend
+    /// a v1 decryption's CPU on every delivery: they open a sealed copy of the first message
+    /// they received. A room read by decoys keeps a mixed room's pace with no sealing server
+    /// side.
+    #[arg(long, default_value_t = 0.0)]
+    decoy: f64,
     /// The profile encrypted clients speak: `v1` or `v2`.
     #[arg(long, value_enum, default_value_t = Profile::V1)]
     profile: Profile,
@@ -195,6 +207,7 @@ struct ConnStats {
 struct Receiver {
     shared: Arc<Shared>,
     key: Option<Key>,
+    decoy: Option<Decoy>,
     seen: Vec<u64>,
     probed: bool,
     /// A delivery was counted in the current read batch.
@@ -218,6 +231,9 @@ impl Receiver {
                 None => self.stats.bad += 1,
             }
             return;
+        }
+        if let Some(decoy) = &mut self.decoy {
+            decoy.spend(frame);
         }
         self.on_plain(frame, now_us);
     }
@@ -261,6 +277,40 @@ impl Receiver {
             self.shared.completed.fetch_add(1, Ordering::AcqRel);
             self.shared.progress.notify_one();
         }
+    }
+}
+
+/// A plaintext client's stand-in for decryption (`--decoy`).
+struct Decoy {
+    key: V1Key,
+    /// The first message received, as the server would have sealed it for a v1 client.
+    sealed: Vec<u8>,
+}
+
+impl Decoy {
+    fn new() -> Self {
+        Self {
+            // A bench stand-in: the key protects nothing.
+            key: V1Key::from_bytes([0x5c; 32]).expect("a 32-byte key"),
+            sealed: Vec::new(),
+        }
+    }
+
+    /// Opens the sealed copy, as a decrypting client opens what it receives; the first call
+    /// seals `frame` to make that copy.
+    fn spend(&mut self, frame: &[u8]) {
+        if self.sealed.is_empty() {
+            let Ok((iv, ct)) = self.key.seal(frame, None) else {
+                return;
+            };
+            self.sealed = format!(
+                r#"{{"event":"encrypted","data":{{"iv":"{}","ct":"{}"}}}}"#,
+                STANDARD.encode(iv),
+                STANDARD.encode(ct)
+            )
+            .into_bytes();
+        }
+        std::hint::black_box(open_sealed(&self.key, std::hint::black_box(&self.sealed)));
     }
 }
 
@@ -626,14 +676,16 @@ struct ClientConfig {
 
 async fn client(
     index: usize,
-    encrypted: bool,
+    role: Role,
     cfg: Arc<ClientConfig>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ConnStats {
+    let encrypted = role == Role::Encrypted;
     let mut rx = Receiver {
         key: None,
+        decoy: (role == Role::Decoy).then(Decoy::new),
         seen: vec![0; (shared.messages as usize).div_ceil(64)],
         probed: false,
         counted: false,
@@ -957,9 +1009,41 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
 }
 
-/// Whether client `i` of `n` is one of the `k` encrypted ones (spread evenly).
-fn is_encrypted(i: usize, n: usize, k: usize) -> bool {
+/// What a client does with what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Plain,
+    Encrypted,
+    Decoy,
+}
+
+/// Whether item `i` of `n` is one of `k` picked (spread evenly).
+fn is_picked(i: usize, n: usize, k: usize) -> bool {
     n > 0 && (i + 1) * k / n != i * k / n
+}
+
+/// The roles of `n` clients: `enc` encrypted and `decoys` decoys, each spread evenly, the
+/// decoys over the clients that are not encrypted.
+fn roles(n: usize, enc: usize, decoys: usize) -> Vec<Role> {
+    let mut plain_seen = 0;
+    (0..n)
+        .map(|i| {
+            if is_picked(i, n, enc) {
+                return Role::Encrypted;
+            }
+            plain_seen += 1;
+            if is_picked(plain_seen - 1, n - enc, decoys) {
+                Role::Decoy
+            } else {
+                Role::Plain
+            }
+        })
+        .collect()
+}
+
+/// `share` of `of`, rounded, at most `of`.
+fn share_of(share: f64, of: usize) -> usize {
+    ((share.clamp(0.0, 1.0) * of as f64).round() as usize).min(of)
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -970,7 +1054,9 @@ async fn run(args: Args) -> Result<(), String> {
     let pid = args.server_pid.map(|p| p.to_string());
     let pid = pid.as_deref();
     let n = args.clients;
-    let enc_count = ((args.encrypted.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+    let enc_count = share_of(args.encrypted, n);
+    let decoy_count = share_of(args.decoy, n).min(n - enc_count);
+    let roles = roles(n, enc_count, decoy_count);
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         messages: args.messages,
@@ -1001,7 +1087,7 @@ async fn run(args: Args) -> Result<(), String> {
     let connect_start_us = shared.now_us();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, &role) in roles.iter().enumerate() {
         let permit = gate
             .clone()
             .acquire_owned()
@@ -1009,7 +1095,7 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|_| "connect gate closed".to_owned())?;
         tasks.push(tokio::spawn(client(
             i,
-            is_encrypted(i, n, enc_count),
+            role,
             cfg.clone(),
             shared.clone(),
             stop_rx.clone(),
@@ -1039,7 +1125,7 @@ async fn run(args: Args) -> Result<(), String> {
     let after_connect = sample(pid);
     let connect_rate = connected as f64 / auth_secs.max(1e-9);
     say!(
-        "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s, generator CPU {:.2} s",
+        "[{}] connect+auth: {connected}/{n} clients ({enc_count} encrypted, {decoy_count} decoys, {failed} failed) in {auth_secs:.2} s = {connect_rate:.0}/s; server CPU {:.2} s, generator CPU {:.2} s",
         args.label,
         after_connect.server_cpu.since(&before_connect.server_cpu),
         after_connect.own_cpu.since(&before_connect.own_cpu)
@@ -1050,6 +1136,7 @@ async fn run(args: Args) -> Result<(), String> {
         ("clients", n.to_string()),
         ("connected", connected.to_string()),
         ("encrypted", enc_count.to_string()),
+        ("decoys", decoy_count.to_string()),
         ("connect_per_s", format!("{connect_rate:.0}")),
         (
             "connect_server_cpu_s",
@@ -1314,5 +1401,62 @@ impl Publisher {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_spread_each_share_and_never_overlap() {
+        for (n, enc, decoys) in [
+            (1000, 500, 0),
+            (1000, 0, 500),
+            (1000, 500, 500),
+            (7, 3, 2),
+            (4, 0, 4),
+        ] {
+            let roles = roles(n, enc, decoys);
+            let count = |r| roles.iter().filter(|&&x| x == r).count();
+            assert_eq!(count(Role::Encrypted), enc, "{n} {enc} {decoys}");
+            assert_eq!(count(Role::Decoy), decoys, "{n} {enc} {decoys}");
+            assert_eq!(count(Role::Plain), n - enc - decoys, "{n} {enc} {decoys}");
+        }
+        // Half decoys in a plaintext room: every other client, as encrypted ones are spread.
+        let half = roles(6, 0, 3);
+        assert_eq!(
+            half,
+            [
+                Role::Plain,
+                Role::Decoy,
+                Role::Plain,
+                Role::Decoy,
+                Role::Plain,
+                Role::Decoy
+            ]
+        );
+        assert_eq!(share_of(0.5, 1000), 500);
+        assert_eq!(share_of(2.0, 10), 10);
+    }
+
+    #[test]
+    fn a_decoy_opens_what_a_v1_client_would_have_received() {
+        let frame = br#"{"event":"bench","data":{"seq":7,"ts":123,"pad":"xxxx"}}"#;
+        let mut decoy = Decoy::new();
+        decoy.spend(frame);
+        assert!(
+            decoy
+                .sealed
+                .starts_with(br#"{"event":"encrypted","data":{"iv":""#)
+        );
+        assert_eq!(
+            open_sealed(&decoy.key, &decoy.sealed).as_deref(),
+            Some(&frame[..])
+        );
+        // Later deliveries open the same copy; they do not seal again.
+        let copy = decoy.sealed.clone();
+        decoy.spend(br#"{"event":"bench","data":{"seq":8}}"#);
+        assert_eq!(decoy.sealed, copy);
     }
 }
