@@ -18,8 +18,8 @@
 //! With `--decoy S` a share of the plaintext clients stand in for encrypted ones: each
 //! delivery they receive in plaintext they also open a v1 sealed copy of a message of the same
 //! size (base64 and AES-256-GCM, as a decrypting client does), so an all-plaintext room is read
-//! at the pace of a mixed room's generator and the two compare (`bench/run.sh`'s `mixed`
-//! scenario).
+//! at the pace of a mixed room's generator and the two compare (`bench/run.sh`'s
+//! `mixed_paced` and `mixed_isolated` scenarios).
 //!
 //! With `--messages 0` it only connects, waits `--settle` seconds and reports the server's RSS
 //! per idle authenticated connection.
