@@ -167,34 +167,32 @@ if (has("idle")) {
   }
 }
 
+// The pinned comparisons (bench/run.sh's pinned_halves): CPU-s / 1M that the plaintext half of
+// `prefix`'s room adds next to sealed receivers (the room minus its sealed half alone, same
+// repetition), against what it adds next to `others` (the same subtraction).
+function pinnedRows(prefix, title, sealed, other, others) {
+  const server = "sealcast_v1_pinned";
+  const nextToSealed = added(`${prefix}_${sealed}`, `${prefix}_half_${sealed}`, server);
+  const nextToOthers = added(`${prefix}_${other}`, `${prefix}_half_${other}`, server);
+  const h = halfOf(`${prefix}_${sealed}`);
+  row(`${title}: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} ${others})`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToOthers.med);
+  row(`… next to ${h} ${others}`, nextToOthers, null, 3, "info", null);
+}
+
 if (paced) {
-  // Windowed, server and generator on a core each: CPU that 500 plaintext receivers add to a
-  // room of 500 sealed ones, against what they add to a room of 500 decoys (plaintext
-  // receivers whose client spends a decryption's CPU on each delivery), read at one pace.
-  const nextToSealed = added("mixed_paced_encrypted", "mixed_paced_half_encrypted", "sealcast_v1_pinned");
-  const nextToDecoys = added("mixed_paced_decoy", "mixed_paced_half_decoy", "sealcast_v1_pinned");
-  const h = halfOf("mixed_paced_encrypted");
-  row(`mixed room, isolated cores, windowed: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} decoys)`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToDecoys.med);
-  row(`… next to ${h} decoys`, nextToDecoys, null, 3, "info", null);
+  // Windowed: next to sealed receivers against next to decoys (plaintext receivers whose
+  // client spends a decryption's CPU on each delivery), so both rooms are read at one pace.
+  pinnedRows("mixed_paced", "mixed room, isolated cores, windowed", "encrypted", "decoy", "decoys");
   const wall = (scenario) => stat(scenario, "sealcast_v1_pinned", "wall_s");
   row(`… the pace: wall s of the mixed room (vs the decoys' room)`, wall("mixed_paced_encrypted"), null, 2, "info", null, wall("mixed_paced_encrypted").med / wall("mixed_paced_decoy").med);
 }
 
-// Results files from before the decoys (bench/run.sh before 2026-12-04) named the runs by the
-// sealed share, and compared with 500 plaintext neighbours.
-const isolated = has("mixed_isolated_encrypted")
-  ? { sealed: "encrypted", other: "decoy", others: "decoys" }
-  : { sealed: "0.5", other: "0", others: "plaintext" };
-if (has(`mixed_isolated_${isolated.sealed}`)) {
-  // Server and generator on a core each, one fixed rate: CPU that 500 plaintext receivers add
-  // to a room of 500 sealed ones (mixed room minus its sealed half alone, same repetition),
-  // against what they add to a room of 500 decoys.
-  const nextToSealed = added(`mixed_isolated_${isolated.sealed}`, `mixed_isolated_half_${isolated.sealed}`, "sealcast_v1_pinned");
-  const nextToOthers = added(`mixed_isolated_${isolated.other}`, `mixed_isolated_half_${isolated.other}`, "sealcast_v1_pinned");
+// One fixed rate, so messages arrive alike. Results files from before the decoys (bench/run.sh
+// before 2026-12-04) named the runs by the sealed share, and compared with plaintext neighbours.
+const isolated = has("mixed_isolated_encrypted") ? ["encrypted", "decoy", "decoys"] : ["0.5", "0", "plaintext"];
+if (has(`mixed_isolated_${isolated[0]}`)) {
   const rate = process.env.ISOLATED_RATE ?? 150;
-  const h = halfOf(`mixed_isolated_${isolated.sealed}`);
-  row(`mixed room, isolated cores, ${rate} msg/s: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} ${isolated.others})`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToOthers.med);
-  row(`… next to ${h} ${isolated.others}`, nextToOthers, null, 3, "info", null);
+  pinnedRows("mixed_isolated", `mixed room, isolated cores, ${rate} msg/s`, ...isolated);
 }
 
 const heads = ["metric", "sealcast", "raw Bun", "ratio", "target", "met"];
