@@ -297,18 +297,10 @@ impl Decoy {
     }
 
     /// Opens the sealed copy, as a decrypting client opens what it receives; the first call
-    /// seals `frame` to make that copy.
+    /// seals `frame` to make that copy, with the server's own v1 frame sealing.
     fn spend(&mut self, frame: &[u8]) {
-        if self.sealed.is_empty() {
-            let Ok((iv, ct)) = self.key.seal(frame, None) else {
-                return;
-            };
-            self.sealed = format!(
-                r#"{{"event":"encrypted","data":{{"iv":"{}","ct":"{}"}}}}"#,
-                STANDARD.encode(iv),
-                STANDARD.encode(ct)
-            )
-            .into_bytes();
+        if self.sealed.is_empty() && self.key.seal_frame_into(frame, &mut self.sealed).is_err() {
+            return;
         }
         std::hint::black_box(open_sealed(&self.key, std::hint::black_box(&self.sealed)));
     }
