@@ -34,7 +34,8 @@ esac
 : "${STEADY_CLIENTS:=1000}" "${STEADY_RATE:=200}"
 export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ENC_CLIENTS:=1000}" "${ENC_MESSAGES:=2000}" "${MIXED_MESSAGES:=4000}"
-: "${ISOLATED_RATE:=150}" "${ISOLATED_MESSAGES:=750}"
+: "${PACED_CYCLES:=12}" "${PACED_MESSAGES:=1000}"
+: "${ISOLATED_RATE:=150}" "${ISOLATED_CYCLES:=5}" "${ISOLATED_MESSAGES:=150}"
 export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
 : "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 mixed mixed_paced mixed_isolated}"
@@ -154,17 +155,18 @@ run() {
   fi
 }
 
-# pinned_halves NAME REP [loadgen args...]: with the server and the generator on a core each
-# (so the generator's decrypting does not slow the server's core), a room of ENC_CLIENTS half
-# plaintext and half sealed, then its sealed half alone; then the same with decoys for the
-# sealed half. Each room minus its other half alone is what the plaintext half adds.
-pinned_halves() {
-  local name=$1 rep=$2 other
+# alternating NAME REP [loadgen args...]: with the server and the generator on a core each
+# (so the generator's decrypting does not slow the server's core), ENC_CLIENTS / 2 each of
+# sealed, plaintext and decoy clients in one server run, and loadgen --alternate: cycles of a
+# room of the sealed clients, the same with the plaintext ones (the mixed room), a room of the
+# decoys, the same with the plaintext ones. Per cycle, each room with the plaintext clients
+# minus the room without them is what they add next to sealed receivers, and next to decoys.
+alternating() {
+  local name=$1 rep=$2
   shift 2
-  for other in encrypted decoy; do
-    run "${name}_$other" sealcast_v1_pinned "$rep" --clients "$ENC_CLIENTS" "$@" "--$other" 0.5
-    run "${name}_half_$other" sealcast_v1_pinned "$rep" --clients $((ENC_CLIENTS / 2)) "$@" "--$other" 1
-  done
+  # A third of 3 × ENC_CLIENTS / 2 clients each (loadgen rounds each share).
+  run "${name}_alternating" sealcast_v1_pinned "$rep" --clients $((ENC_CLIENTS * 3 / 2)) \
+    --encrypted 0.3334 --decoy 0.3334 "$@"
 }
 
 {
@@ -209,10 +211,12 @@ for rep in $(seq "$REPEAT"); do
       # The windowed mixed room, against a plaintext room whose other half are decoys:
       # plaintext receivers that spend a v1 decryption's CPU on every delivery (loadgen
       # --decoy), so the generator reads both rooms at one pace.
-      can_pin mixed_paced && pinned_halves mixed_paced "$rep" --messages "$MIXED_MESSAGES" --window "$WINDOW_1K" ;;
+      can_pin mixed_paced && alternating mixed_paced "$rep" --alternate "$PACED_CYCLES" \
+        --messages "$PACED_MESSAGES" --window "$WINDOW_1K" ;;
     mixed_isolated)
       # The same comparison at one fixed rate, so messages arrive alike.
-      can_pin mixed_isolated && pinned_halves mixed_isolated "$rep" --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" ;;
+      can_pin mixed_isolated && alternating mixed_isolated "$rep" --alternate "$ISOLATED_CYCLES" \
+        --messages "$ISOLATED_MESSAGES" --rate "$ISOLATED_RATE" ;;
     *)
       echo "unknown scenario $scenario" >&2 ;;
     esac

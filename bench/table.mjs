@@ -26,10 +26,12 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const values = (scenario, server, f) => pick(scenario, server).map((r) => (typeof f === "function" ? f(r) : Number(r[f])));
-const stat = (scenario, server, f) => {
-  const xs = values(scenario, server, f).filter(Number.isFinite);
-  return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+// Median, range and count of the finite numbers in `xs`.
+const pooled = (xs) => {
+  const s = xs.filter(Number.isFinite);
+  return { med: median(s), min: Math.min(...s), max: Math.max(...s), n: s.length };
 };
+const stat = (scenario, server, f) => pooled(values(scenario, server, f));
 
 // CPU-s per 1M deliveries that a room's other half adds: each run of `whole` minus the run of
 // `halfName` (that half alone) from the same repetition, over the deliveries it adds.
@@ -121,7 +123,7 @@ for (const [scenario, server, profile] of [["encrypted", "sealcast_v1", "v1"], [
 // With the paced comparison (below) the unpinned windowed rows are information: their
 // all-plaintext room is read by a generator that decrypts nothing, so faster, and a slower
 // reader costs the server more per delivery whatever it sends (BENCHMARKS.md).
-const paced = pick("mixed_paced_encrypted", "sealcast_v1_pinned").length > 0;
+const paced = ["mixed_paced_encrypted", "mixed_paced_alternating"].some((sc) => pick(sc, "sealcast_v1_pinned").length > 0);
 // Half the clients of a pinned room (ENC_CLIENTS / 2): the receivers each half holds.
 const halfOf = (scenario) => Number(pick(scenario, "sealcast_v1_pinned")[0]?.clients ?? 1000) / 2;
 if (has("mixed")) {
@@ -179,7 +181,52 @@ function pinnedRows(prefix, title, sealed, other, others) {
   row(`… next to ${h} ${others}`, nextToOthers, null, 3, "info", null);
 }
 
-if (paced) {
+// The alternating comparisons (loadgen --alternate, one server run per repetition): each
+// cycle's CPU-s / 1M that the plaintext receivers add next to sealed receivers and next to
+// decoys, pooled over the repetitions' cycles; the pace compares the two mixed rooms' phases.
+const numbers = (scenario, field) =>
+  pick(scenario, "sealcast_v1_pinned").flatMap((r) => (r[field] ?? "").split(",").filter((x) => x !== "").map(Number));
+const everyFourth = (xs, from) => xs.filter((_x, i) => i % 4 === from);
+// The 95 % interval of median(a) / median(b) by bootstrap: each side's cycles resampled with
+// replacement, 2,000 times, from a fixed seed so the same results print the same table.
+function ratioInterval(a, b) {
+  let seed = 0x5eca1ca5;
+  const random = () => {
+    // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const resample = (xs) => median(xs.map(() => xs[Math.floor(random() * xs.length)]));
+  const ratios = Array.from({ length: 2000 }, () => resample(a) / resample(b)).filter(Number.isFinite).sort((x, y) => x - y);
+  return [ratios[Math.floor(ratios.length * 0.025)], ratios[Math.floor(ratios.length * 0.975)]];
+}
+function alternatingRows(scenario, title) {
+  const runsOf = pick(scenario, "sealcast_v1_pinned");
+  if (runsOf.length === 0) return;
+  const sealedCycles = numbers(scenario, "alt_next_to_sealed").filter(Number.isFinite);
+  const decoyCycles = numbers(scenario, "alt_next_to_decoys").filter(Number.isFinite);
+  const nextToSealed = pooled(sealedCycles);
+  const nextToDecoys = pooled(decoyCycles);
+  const h = Number(runsOf[0].encrypted);
+  const label = `${title} (alternating rooms, ${nextToSealed.n} cycles in ${runsOf.length} runs)`;
+  row(`${label}: CPU-s / 1M that ${h} plaintext receivers add next to ${h} sealed (vs next to ${h} decoys)`, nextToSealed, null, 3, "≤ 1× all-plaintext", (r) => r <= 1.0, nextToSealed.med / nextToDecoys.med);
+  row(`… next to ${h} decoys`, nextToDecoys, null, 3, "info", null);
+  if (sealedCycles.length > 1 && decoyCycles.length > 1) {
+    const [low, high] = ratioInterval(sealedCycles, decoyCycles);
+    rows.push([`… the ratio's 95 % interval (bootstrap over the cycles)`, "–", "–", `${low.toFixed(2)}–${high.toFixed(2)}×`, "info", ""]);
+  }
+  const walls = runsOf.map((r) => (r.alt_phase_wall_s ?? "").split(",").map(Number));
+  const pace = (from) => median(walls.flatMap((w) => everyFourth(w, from)));
+  row(`… the pace: wall s of a mixed room's phase (vs the decoys' room's)`, pooled(walls.flatMap((w) => everyFourth(w, 1))), null, 3, "info", null, pace(1) / pace(3));
+}
+alternatingRows("mixed_paced_alternating", "mixed room, isolated cores, windowed");
+alternatingRows("mixed_isolated_alternating", `mixed room, isolated cores, ${process.env.ISOLATED_RATE ?? 150} msg/s`);
+
+// Results files from before the alternating rooms (bench/run.sh before 2026-12-05): each
+// room and its other half alone, in separate server runs.
+if (paced && has("mixed_paced_encrypted")) {
   // Windowed: next to sealed receivers against next to decoys (plaintext receivers whose
   // client spends a decryption's CPU on each delivery), so both rooms are read at one pace.
   pinnedRows("mixed_paced", "mixed room, isolated cores, windowed", "encrypted", "decoy", "decoys");

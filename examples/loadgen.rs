@@ -18,8 +18,12 @@
 //! With `--decoy S` a share of the plaintext clients stand in for encrypted ones: each
 //! delivery they receive in plaintext they also open a v1 sealed copy of a message of the same
 //! size (base64 and AES-256-GCM, as a decrypting client does), so an all-plaintext room is read
-//! at the pace of a mixed room's generator and the two compare (`bench/run.sh`'s
-//! `mixed_paced` and `mixed_isolated` scenarios).
+//! at the pace of a mixed room's generator and the two compare. With `--alternate K` one run
+//! holds encrypted, plaintext and decoy clients and publishes, K times over, to four rooms in
+//! turn (the encrypted clients, the same with the plaintext ones, the decoys, the same with
+//! the plaintext ones), reading the server's CPU around each: per cycle, what the plaintext
+//! clients add next to sealed receivers and next to decoys (`bench/run.sh`'s `mixed_paced`
+//! and `mixed_isolated` scenarios).
 //!
 //! With `--messages 0` it only connects, waits `--settle` seconds and reports the server's RSS
 //! per idle authenticated connection.
@@ -43,6 +47,7 @@
 use std::{
     io::{self, Write as _},
     net::SocketAddr,
+    ops::Range,
     process::ExitCode,
     sync::{
         Arc,
@@ -67,8 +72,14 @@ macro_rules! say {
     }};
 }
 
-/// Sequence numbers from here on are readiness probes, not measured messages.
+/// Sequence numbers from here on are readiness probes, not measured messages; a probe's room
+/// index is in the bits from `PROBE_ROOM_SHIFT` up.
 const PROBE_BASE: u64 = 1 << 40;
+const PROBE_ROOM_SHIFT: u32 = 32;
+/// Rooms of one run: one, or four with `--alternate`.
+const MAX_ROOMS: usize = 4;
+/// The rooms of `--alternate`, by index (their names follow `--room` and a dash).
+const ALTERNATE_ROOMS: [&str; MAX_ROOMS] = ["sealed", "sealed-plain", "decoys", "decoys-plain"];
 /// Linux reports process times in USER_HZ ticks, 100 per second on every architecture.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -105,12 +116,22 @@ struct Args {
     /// The profile encrypted clients speak: `v1` or `v2`.
     #[arg(long, value_enum, default_value_t = Profile::V1)]
     profile: Profile,
-    /// The room every client joins.
+    /// The room every client joins (with `--alternate`, the prefix of the four rooms' names).
     #[arg(long, default_value = "bench")]
     room: String,
-    /// Messages to publish (0: idle mode, connect and measure memory only).
+    /// Messages to publish (0: idle mode, connect and measure memory only); with
+    /// `--alternate`, messages per phase.
     #[arg(long, default_value_t = 2000)]
     messages: u32,
+    /// Cycles of alternating rooms in this one run (0: one room, every client in it). Each
+    /// cycle publishes `--messages` to four rooms in turn: the encrypted clients' room, the
+    /// encrypted and plaintext clients' room, the decoys' room, the decoys' and plaintext
+    /// clients' room. Each phase drains before the next, with the server's CPU read around
+    /// it; per cycle, the second phase minus the first is what the plaintext clients cost
+    /// next to sealed receivers, the fourth minus the third what they cost next to decoys.
+    /// Needs encrypted, decoy and plaintext clients.
+    #[arg(long, default_value_t = 0)]
+    alternate: u32,
     /// Messages in flight (not yet received by every receiver).
     #[arg(long, default_value_t = 256)]
     window: u32,
@@ -162,7 +183,10 @@ fn main() -> ExitCode {
 struct Shared {
     epoch: Instant,
     messages: u32,
-    /// Receivers per message: set once the clients are known to be in the room.
+    /// Messages published to each room.
+    per_room: [u64; MAX_ROOMS],
+    /// Receivers per message of the current phase: set once the clients are known to be in
+    /// its room.
     expected: AtomicU32,
     /// Receipts per sequence number.
     counts: Vec<AtomicU32>,
@@ -177,14 +201,25 @@ struct Shared {
     last_auth_us: AtomicU64,
     /// Microseconds since `epoch` of the last counted delivery.
     last_delivery_us: AtomicU64,
-    /// Clients that received a probe (so they are in the room).
+    /// Clients that received a probe from each of their rooms (so they are in them).
     probed: AtomicU32,
+    /// Such clients per room.
+    members: [AtomicU32; MAX_ROOMS],
     probe_notify: Notify,
 }
 
 impl Shared {
     fn now_us(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Messages published to the rooms of `bits` (a client's deliveries).
+    fn messages_to(&self, bits: u8) -> usize {
+        let sum: u64 = (0..MAX_ROOMS)
+            .filter(|room| bits & (1 << room) != 0)
+            .map(|room| self.per_room[room])
+            .sum();
+        usize::try_from(sum).unwrap_or(usize::MAX)
     }
 }
 
@@ -209,7 +244,9 @@ struct Receiver {
     key: Option<Key>,
     decoy: Option<Decoy>,
     seen: Vec<u64>,
-    probed: bool,
+    /// The rooms (bit per room index) this client joined, and those it got a probe from.
+    rooms: u8,
+    probed: u8,
     /// A delivery was counted in the current read batch.
     counted: bool,
     stats: ConnStats,
@@ -246,10 +283,17 @@ impl Receiver {
             return;
         };
         if seq >= PROBE_BASE {
-            if !self.probed {
-                self.probed = true;
-                self.shared.probed.fetch_add(1, Ordering::AcqRel);
-                self.shared.probe_notify.notify_one();
+            if self.probed != self.rooms {
+                self.probed |= probe_room_bit(seq) & self.rooms;
+                if self.probed == self.rooms {
+                    for (room, members) in self.shared.members.iter().enumerate() {
+                        if self.rooms & (1 << room) != 0 {
+                            members.fetch_add(1, Ordering::AcqRel);
+                        }
+                    }
+                    self.shared.probed.fetch_add(1, Ordering::AcqRel);
+                    self.shared.probe_notify.notify_one();
+                }
             }
             return;
         }
@@ -662,7 +706,9 @@ struct ClientConfig {
     addr: SocketAddr,
     host: String,
     path: String,
-    room: String,
+    /// Every room of the run, by index.
+    rooms: Vec<String>,
+    alternate: bool,
     read_buffer: usize,
 }
 
@@ -675,20 +721,23 @@ async fn client(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ConnStats {
     let encrypted = role == Role::Encrypted;
+    let rooms = room_bits(role, cfg.alternate);
     let mut rx = Receiver {
         key: None,
         decoy: (role == Role::Decoy).then(Decoy::new),
         seen: vec![0; (shared.messages as usize).div_ceil(64)],
-        probed: false,
+        rooms,
+        probed: 0,
         counted: false,
         stats: ConnStats {
             encrypted,
-            latencies_us: Vec::with_capacity(shared.messages as usize),
+            latencies_us: Vec::with_capacity(shared.messages_to(rooms)),
             ..ConnStats::default()
         },
         shared: shared.clone(),
     };
-    let setup = setup(index, encrypted, &cfg, &shared).await;
+    let join = join_event(&cfg.rooms, rooms);
+    let setup = setup(index, encrypted, &join, &cfg, &shared).await;
     drop(permit);
     let (mut ws, key) = match setup {
         Ok(ok) => ok,
@@ -750,23 +799,25 @@ async fn client(
     rx.stats
 }
 
-/// Connect, upgrade, authenticate (with the v1 or v2 handshake when `encrypted`), join the room.
+/// Connect, upgrade, authenticate (with the v1 or v2 handshake when `encrypted`), send `join`.
 async fn setup(
     index: usize,
     encrypted: bool,
+    join: &str,
     cfg: &ClientConfig,
     shared: &Shared,
 ) -> io::Result<(Ws, Option<Key>)> {
     if encrypted && cfg.profile == Profile::V2 {
-        return setup_v2(index, cfg, shared).await;
+        return setup_v2(index, join, cfg, shared).await;
     }
-    let (ws, key) = setup_v1(index, encrypted, cfg, shared).await?;
+    let (ws, key) = setup_v1(index, encrypted, join, cfg, shared).await?;
     Ok((ws, key.map(|k| Key::V1(Box::new(k)))))
 }
 
 /// The v2 handshake, then `authenticate` and `join` as sealed records.
 async fn setup_v2(
     index: usize,
+    join: &str,
     cfg: &ClientConfig,
     shared: &Shared,
 ) -> io::Result<(Ws, Option<Key>)> {
@@ -806,10 +857,6 @@ async fn setup_v2(
     shared
         .last_auth_us
         .fetch_max(shared.now_us(), Ordering::AcqRel);
-    let join = format!(
-        r#"{{"event":"join","data":{{"rooms":[{}]}}}}"#,
-        serde_json::Value::from(cfg.room.as_str())
-    );
     let record = sealer.seal(join.as_bytes()).map_err(|_| bad("seal"))?;
     ws.send(OP_TEXT, record.as_bytes()).await?;
     Ok((ws, Some(Key::V2(Box::new(opener)))))
@@ -819,6 +866,7 @@ async fn setup_v2(
 async fn setup_v1(
     index: usize,
     encrypted: bool,
+    join: &str,
     cfg: &ClientConfig,
     shared: &Shared,
 ) -> io::Result<(Ws, Option<V1Key>)> {
@@ -868,10 +916,6 @@ async fn setup_v1(
         }
         None => None,
     };
-    let join = format!(
-        r#"{{"event":"join","data":{{"rooms":[{}]}}}}"#,
-        serde_json::Value::from(cfg.room.as_str())
-    );
     ws.send(OP_TEXT, join.as_bytes()).await?;
     Ok((ws, key))
 }
@@ -1033,6 +1077,77 @@ fn roles(n: usize, enc: usize, decoys: usize) -> Vec<Role> {
         .collect()
 }
 
+/// The rooms (bit per index) a client of `role` joins: the one room, or with `--alternate`
+/// two of [`ALTERNATE_ROOMS`]: encrypted clients the sealed rooms, decoys the decoys' rooms,
+/// plaintext clients both rooms with plaintext receivers.
+fn room_bits(role: Role, alternate: bool) -> u8 {
+    match (alternate, role) {
+        (false, _) => 0b0001,
+        (true, Role::Encrypted) => 0b0011,
+        (true, Role::Decoy) => 0b1100,
+        (true, Role::Plain) => 0b1010,
+    }
+}
+
+/// The room bit of a probe's sequence number.
+fn probe_room_bit(seq: u64) -> u8 {
+    1 << (((seq - PROBE_BASE) >> PROBE_ROOM_SHIFT) as usize % MAX_ROOMS)
+}
+
+/// The `join` event for the rooms of `bits`.
+fn join_event(rooms: &[String], bits: u8) -> String {
+    let names: Vec<&str> = rooms
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, name)| name.as_str())
+        .collect();
+    // As the reference client sends it: `event` first.
+    let names = serde_json::Value::from(names);
+    format!(r#"{{"event":"join","data":{{"rooms":{names}}}}}"#)
+}
+
+/// One drained phase of the run: a room's messages, and what the server spent on them.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    room: usize,
+    server_cpu_s: f64,
+    wall_s: f64,
+    deliveries: u64,
+}
+
+/// CPU-s per 1M deliveries that `with`'s extra receivers added over `alone`.
+fn added_per_m(alone: &Phase, with: &Phase) -> f64 {
+    let extra = with.deliveries.saturating_sub(alone.deliveries).max(1) as f64;
+    (with.server_cpu_s - alone.server_cpu_s) / extra * 1e6
+}
+
+/// Per `--alternate` cycle (four phases, in [`ALTERNATE_ROOMS`] order): what the plaintext
+/// receivers added next to sealed ones, and next to decoys. An incomplete cycle is left out.
+fn cycle_costs(phases: &[Phase]) -> (Vec<f64>, Vec<f64>) {
+    phases
+        .chunks_exact(MAX_ROOMS)
+        .filter(|c| c.iter().enumerate().all(|(i, p)| p.room == i))
+        .map(|c| (added_per_m(&c[0], &c[1]), added_per_m(&c[2], &c[3])))
+        .unzip()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut s: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Numbers as one comma-separated RESULT value.
+fn joined(xs: impl IntoIterator<Item = f64>, digits: usize) -> String {
+    let parts: Vec<String> = xs.into_iter().map(|x| format!("{x:.digits$}")).collect();
+    parts.join(",")
+}
+
 /// `share` of `of`, rounded, at most `of`.
 fn share_of(share: f64, of: usize) -> usize {
     ((share.clamp(0.0, 1.0) * of as f64).round() as usize).min(of)
@@ -1049,11 +1164,46 @@ async fn run(args: Args) -> Result<(), String> {
     let enc_count = share_of(args.encrypted, n);
     let decoy_count = share_of(args.decoy, n).min(n - enc_count);
     let roles = roles(n, enc_count, decoy_count);
+    let alternate = args.alternate > 0 && args.messages > 0;
+    if alternate && (enc_count == 0 || decoy_count == 0 || enc_count + decoy_count == n) {
+        return Err("--alternate needs encrypted, decoy and plaintext clients".into());
+    }
+    // The phases: (room index, sequence numbers), in publishing order.
+    let per_phase = u64::from(args.messages);
+    let phases: Vec<(usize, Range<u64>)> = if alternate {
+        (0..u64::from(args.alternate) * MAX_ROOMS as u64)
+            .map(|i| {
+                (
+                    (i % MAX_ROOMS as u64) as usize,
+                    i * per_phase..(i + 1) * per_phase,
+                )
+            })
+            .collect()
+    } else {
+        vec![(0, 0..per_phase)]
+    };
+    let messages = phases.last().map_or(0, |(_, seqs)| seqs.end);
+    let messages = u32::try_from(messages).map_err(|_| "too many messages in all".to_owned())?;
+    let rooms: Vec<String> = if alternate {
+        ALTERNATE_ROOMS
+            .iter()
+            .map(|name| format!("{}-{name}", args.room))
+            .collect()
+    } else {
+        vec![args.room.clone()]
+    };
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
-        messages: args.messages,
+        messages,
+        per_room: std::array::from_fn(|room| {
+            phases
+                .iter()
+                .filter(|(r, _)| *r == room)
+                .map(|(_, seqs)| seqs.end - seqs.start)
+                .sum()
+        }),
         expected: AtomicU32::new(u32::MAX),
-        counts: (0..args.messages).map(|_| AtomicU32::new(0)).collect(),
+        counts: (0..messages).map(|_| AtomicU32::new(0)).collect(),
         completed: AtomicU64::new(0),
         progress: Notify::new(),
         setup_done: AtomicU32::new(0),
@@ -1062,6 +1212,7 @@ async fn run(args: Args) -> Result<(), String> {
         last_auth_us: AtomicU64::new(0),
         last_delivery_us: AtomicU64::new(0),
         probed: AtomicU32::new(0),
+        members: Default::default(),
         probe_notify: Notify::new(),
     });
     let cfg = Arc::new(ClientConfig {
@@ -1069,7 +1220,8 @@ async fn run(args: Args) -> Result<(), String> {
         addr,
         host,
         path,
-        room: args.room.clone(),
+        rooms: rooms.clone(),
+        alternate,
         read_buffer: args.read_buffer,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -1182,19 +1334,30 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("redis {redis_url}: {e}"))?;
     let mut publisher = Publisher {
         con,
-        channel: format!("ws:room:{}", args.room),
-        room: serde_json::Value::from(args.room.as_str()).to_string(),
+        rooms: rooms
+            .iter()
+            .map(|room| {
+                (
+                    format!("ws:room:{room}"),
+                    serde_json::Value::from(room.as_str()).to_string(),
+                )
+            })
+            .collect(),
         pad: "x".repeat(args.payload),
         shared: shared.clone(),
     };
 
-    // Probes until every client is in the room (there is no join acknowledgement): one every
-    // 250 ms, so probe traffic stays negligible next to the measured messages.
+    // Probes until every client is in its rooms (there is no join acknowledgement): one per
+    // room every 250 ms, so probe traffic stays negligible next to the measured messages.
     let probe_deadline = Instant::now() + Duration::from_secs(30);
     let mut probe = PROBE_BASE;
     let all_in = || shared.probed.load(Ordering::Acquire) as usize >= connected;
     while !all_in() && Instant::now() < probe_deadline {
-        publisher.publish(&[probe]).await?;
+        for room in 0..rooms.len() {
+            publisher
+                .publish(room, &[probe + ((room as u64) << PROBE_ROOM_SHIFT)])
+                .await?;
+        }
         probe += 1;
         let next = tokio::time::Instant::now() + Duration::from_millis(250);
         while !all_in() && tokio::time::Instant::now() < next {
@@ -1204,48 +1367,43 @@ async fn run(args: Args) -> Result<(), String> {
     let in_room = shared.probed.load(Ordering::Acquire);
     if (in_room as usize) < connected {
         say!(
-            "[{}] warning: only {in_room} of {connected} clients confirmed in the room",
+            "[{}] warning: only {in_room} of {connected} clients confirmed in their rooms",
             args.label
         );
     }
-    shared.expected.store(in_room, Ordering::Release);
     // Let the last probes' deliveries drain before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let start = sample(pid);
     let start_us = shared.now_us();
     let stall = Duration::from_secs_f64(args.stall_timeout.max(0.1));
-    let total = u64::from(args.messages);
-    let mut last_progress = (0u64, Instant::now());
     let mut stalled = false;
-    if let Some(rate) = args.rate {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        for seq in 0..total {
-            tick.tick().await;
-            publisher.publish(&[seq]).await?;
-        }
-    }
-    let mut next = if args.rate.is_some() { total } else { 0 };
-    loop {
-        let completed = shared.completed.load(Ordering::Acquire);
-        if completed >= total {
+    let mut done: Vec<Phase> = Vec::with_capacity(phases.len());
+    for (room, seqs) in &phases {
+        // The previous phase has drained, so no message in flight counts against this figure.
+        let members = shared.members[*room].load(Ordering::Acquire);
+        shared.expected.store(members, Ordering::Release);
+        let before = sample(pid);
+        stalled = drive(
+            &mut publisher,
+            &shared,
+            *room,
+            seqs.clone(),
+            args.window,
+            args.rate,
+            stall,
+        )
+        .await?;
+        let after = sample(pid);
+        done.push(Phase {
+            room: *room,
+            server_cpu_s: after.server_cpu.since(&before.server_cpu),
+            wall_s: after.wall_since(&before),
+            deliveries: u64::from(members) * (seqs.end - seqs.start),
+        });
+        if stalled {
             break;
         }
-        if next < total && next - completed.min(next) < u64::from(args.window) {
-            let room = u64::from(args.window) - (next - completed.min(next));
-            let batch: Vec<u64> = (next..total.min(next + room)).collect();
-            publisher.publish(&batch).await?;
-            next += batch.len() as u64;
-            continue;
-        }
-        if completed != last_progress.0 {
-            last_progress = (completed, Instant::now());
-        } else if last_progress.1.elapsed() >= stall {
-            stalled = true;
-            break;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), shared.progress.notified()).await;
     }
     let end = sample(pid);
     let _ = stop_tx.send(true);
@@ -1268,7 +1426,9 @@ async fn run(args: Args) -> Result<(), String> {
     let bad: u64 = all.iter().map(|s| s.bad).sum();
     let errors: u64 = all.iter().map(|s| s.errors).sum();
     let closed_early = all.iter().filter(|s| s.ok && s.closed_early).count();
-    let expected_total = u64::from(in_room) * total;
+    let expected_total: u64 = (0..MAX_ROOMS)
+        .map(|room| u64::from(shared.members[room].load(Ordering::Acquire)) * shared.per_room[room])
+        .sum();
     let lost = expected_total.saturating_sub(received);
     let server_cpu = end.server_cpu.since(&start.server_cpu);
     let own_cpu = end.own_cpu.since(&start.own_cpu);
@@ -1297,7 +1457,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
     );
     result.extend([
-        ("messages", total.to_string()),
+        ("messages", messages.to_string()),
         ("deliveries", received.to_string()),
         ("lost", lost.to_string()),
         ("duplicates", duplicates.to_string()),
@@ -1349,6 +1509,33 @@ async fn run(args: Args) -> Result<(), String> {
         result.push((key("90"), format!("{p90:.3}")));
         result.push((key("99"), format!("{p99:.3}")));
     }
+    if alternate {
+        let (sealed, decoys) = cycle_costs(&done);
+        let walls = |room: usize| -> Vec<f64> {
+            done.iter()
+                .filter(|p| p.room == room)
+                .map(|p| p.wall_s)
+                .collect()
+        };
+        let (next_to_sealed, next_to_decoys) = (median(&sealed), median(&decoys));
+        say!(
+            "[{}] alternating rooms, {} cycles: the plaintext receivers add {next_to_sealed:.3} CPU-s per 1M deliveries next to sealed ones and {next_to_decoys:.3} next to decoys (medians) = {:.2}×; the two rooms' pace {:.2}×",
+            args.label,
+            sealed.len(),
+            next_to_sealed / next_to_decoys,
+            median(&walls(1)) / median(&walls(3))
+        );
+        result.extend([
+            ("alt_cycles", sealed.len().to_string()),
+            ("alt_next_to_sealed", joined(sealed, 4)),
+            ("alt_next_to_decoys", joined(decoys, 4)),
+            (
+                "alt_phase_cpu_s",
+                joined(done.iter().map(|p| p.server_cpu_s), 4),
+            ),
+            ("alt_phase_wall_s", joined(done.iter().map(|p| p.wall_s), 3)),
+        ]);
+    }
     print_result(&result);
     if lost > 0 || duplicates > 0 {
         return Err(format!("{lost} lost and {duplicates} duplicate deliveries"));
@@ -1356,31 +1543,75 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Publishes `seqs` to `room`, by window or at `rate`, and waits until every receiver got
+/// each of them. Returns whether it stalled (no message completed for `stall`).
+async fn drive(
+    publisher: &mut Publisher,
+    shared: &Shared,
+    room: usize,
+    seqs: Range<u64>,
+    window: u32,
+    rate: Option<f64>,
+    stall: Duration,
+) -> Result<bool, String> {
+    if let Some(rate) = rate {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for seq in seqs.clone() {
+            tick.tick().await;
+            publisher.publish(room, &[seq]).await?;
+        }
+    }
+    let window = u64::from(window);
+    let mut next = if rate.is_some() { seqs.end } else { seqs.start };
+    let mut last_progress = (u64::MAX, Instant::now());
+    loop {
+        // Messages complete in any order; earlier phases have all completed.
+        let completed = shared.completed.load(Ordering::Acquire);
+        if completed >= seqs.end {
+            return Ok(false);
+        }
+        let in_flight = next - completed.min(next);
+        if next < seqs.end && in_flight < window {
+            let batch: Vec<u64> = (next..seqs.end.min(next + window - in_flight)).collect();
+            publisher.publish(room, &batch).await?;
+            next += batch.len() as u64;
+            continue;
+        }
+        if completed != last_progress.0 {
+            last_progress = (completed, Instant::now());
+        } else if last_progress.1.elapsed() >= stall {
+            return Ok(true);
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), shared.progress.notified()).await;
+    }
+}
+
 fn print_result(fields: &[(&str, String)]) {
     let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     say!("RESULT {}", line.join(" "));
 }
 
-/// Publishes the reference envelope on the room's channel, pipelined.
+/// Publishes the reference envelope on a room's channel, pipelined.
 struct Publisher {
     con: redis::aio::MultiplexedConnection,
-    channel: String,
-    /// The room as a JSON string.
-    room: String,
+    /// Per room index: its channel, and the room as a JSON string.
+    rooms: Vec<(String, String)>,
     pad: String,
     shared: Arc<Shared>,
 }
 
 impl Publisher {
-    async fn publish(&mut self, seqs: &[u64]) -> Result<(), String> {
+    async fn publish(&mut self, room: usize, seqs: &[u64]) -> Result<(), String> {
+        let (channel, target) = &self.rooms[room];
         let mut pipe = redis::pipe();
         for &seq in seqs {
             let ts = self.shared.now_us();
             let envelope = format!(
-                r#"{{"serverId":"emitter","type":"room","target":{},"event":"bench","data":{{"seq":{seq},"ts":{ts},"pad":"{}"}}}}"#,
-                self.room, self.pad
+                r#"{{"serverId":"emitter","type":"room","target":{target},"event":"bench","data":{{"seq":{seq},"ts":{ts},"pad":"{}"}}}}"#,
+                self.pad
             );
-            pipe.cmd("PUBLISH").arg(&self.channel).arg(envelope);
+            pipe.cmd("PUBLISH").arg(channel).arg(envelope);
         }
         let receivers: Vec<i64> = pipe
             .query_async(&mut self.con)
@@ -1388,8 +1619,7 @@ impl Publisher {
             .map_err(|e| format!("publish: {e}"))?;
         if receivers.first() == Some(&0) && seqs.first().is_some_and(|s| *s < PROBE_BASE) {
             return Err(format!(
-                "nobody is subscribed to {} (is the server on this Redis?)",
-                self.channel
+                "nobody is subscribed to {channel} (is the server on this Redis?)"
             ));
         }
         Ok(())
@@ -1450,5 +1680,66 @@ mod tests {
         let copy = decoy.sealed.clone();
         decoy.spend(br#"{"event":"bench","data":{"seq":8}}"#);
         assert_eq!(decoy.sealed, copy);
+    }
+
+    #[test]
+    fn alternating_rooms_put_plaintext_clients_beside_sealed_ones_and_beside_decoys() {
+        let rooms: Vec<String> = ALTERNATE_ROOMS.iter().map(|r| format!("b-{r}")).collect();
+        let joined_by = |role| join_event(&rooms, room_bits(role, true));
+        assert_eq!(
+            joined_by(Role::Encrypted),
+            r#"{"event":"join","data":{"rooms":["b-sealed","b-sealed-plain"]}}"#
+        );
+        assert_eq!(
+            joined_by(Role::Decoy),
+            r#"{"event":"join","data":{"rooms":["b-decoys","b-decoys-plain"]}}"#
+        );
+        assert_eq!(
+            joined_by(Role::Plain),
+            r#"{"event":"join","data":{"rooms":["b-sealed-plain","b-decoys-plain"]}}"#
+        );
+        // Without --alternate every client joins the one room.
+        for role in [Role::Encrypted, Role::Decoy, Role::Plain] {
+            assert_eq!(
+                join_event(&["bench".to_owned()], room_bits(role, false)),
+                r#"{"event":"join","data":{"rooms":["bench"]}}"#
+            );
+        }
+        // A probe names its room.
+        for room in 0..MAX_ROOMS {
+            let seq = PROBE_BASE + 17 + ((room as u64) << PROBE_ROOM_SHIFT);
+            assert_eq!(probe_room_bit(seq), 1 << room);
+        }
+    }
+
+    #[test]
+    fn each_cycle_subtracts_the_room_without_the_plaintext_clients() {
+        let phase = |room, server_cpu_s, deliveries| Phase {
+            room,
+            server_cpu_s,
+            wall_s: 1.0,
+            deliveries,
+        };
+        let phases = [
+            // 500 sealed receivers × 1,000 messages, then with 500 plaintext ones.
+            phase(0, 0.150, 500_000),
+            phase(1, 0.200, 1_000_000),
+            phase(2, 0.040, 500_000),
+            phase(3, 0.080, 1_000_000),
+            phase(0, 0.140, 500_000),
+            phase(1, 0.170, 1_000_000),
+            phase(2, 0.050, 500_000),
+            phase(3, 0.100, 1_000_000),
+            // A cycle cut short (a stall) is left out.
+            phase(0, 0.9, 500_000),
+        ];
+        let (sealed, decoys) = cycle_costs(&phases);
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+        assert!(close(&sealed, &[0.1, 0.06]), "{sealed:?}");
+        assert!(close(&decoys, &[0.08, 0.1]), "{decoys:?}");
+        assert_eq!(sealed.len(), 2);
+        assert!((median(&[0.3, 0.1, f64::NAN, 0.2]) - 0.2).abs() < 1e-12);
+        assert!((median(&[0.4, 0.1, 0.2, 0.3]) - 0.25).abs() < 1e-12);
+        assert_eq!(joined([0.5, 0.25], 2), "0.50,0.25");
     }
 }
