@@ -108,8 +108,8 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     encrypted: f64,
     /// Share of clients (0..=1, taken from the plaintext ones) that receive plaintext but spend
-    /// a v1 decryption's CPU on every delivery: they open a sealed copy of the first message
-    /// they received. A room read by decoys keeps a mixed room's pace with no sealing server
+    /// a v1 decryption's CPU on every delivery: they open a sealed copy of the first measured
+    /// message they received. A room read by decoys keeps a mixed room's pace with no sealing server
     /// side.
     #[arg(long, default_value_t = 0.0)]
     decoy: f64,
@@ -209,6 +209,27 @@ struct Shared {
 }
 
 impl Shared {
+    /// State for `messages` sequence numbers, `per_room(room)` of them published to each room.
+    fn new(messages: u32, per_room: impl FnMut(usize) -> u64) -> Self {
+        Self {
+            epoch: Instant::now(),
+            messages,
+            per_room: std::array::from_fn(per_room),
+            expected: AtomicU32::new(u32::MAX),
+            counts: (0..messages).map(|_| AtomicU32::new(0)).collect(),
+            completed: AtomicU64::new(0),
+            progress: Notify::new(),
+            setup_done: AtomicU32::new(0),
+            setup_failed: AtomicU32::new(0),
+            setup_notify: Notify::new(),
+            last_auth_us: AtomicU64::new(0),
+            last_delivery_us: AtomicU64::new(0),
+            probed: AtomicU32::new(0),
+            members: Default::default(),
+            probe_notify: Notify::new(),
+        }
+    }
+
     fn now_us(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
@@ -253,6 +274,24 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// A client of `role` in the rooms of `rooms` (bit per room index), with no key yet.
+    fn new(role: Role, rooms: u8, shared: Arc<Shared>) -> Self {
+        Self {
+            key: None,
+            decoy: (role == Role::Decoy).then(Decoy::new),
+            seen: vec![0; (shared.messages as usize).div_ceil(64)],
+            rooms,
+            probed: 0,
+            counted: false,
+            stats: ConnStats {
+                encrypted: role == Role::Encrypted,
+                latencies_us: Vec::with_capacity(shared.messages_to(rooms)),
+                ..ConnStats::default()
+            },
+            shared,
+        }
+    }
+
     fn on_text(&mut self, frame: &[u8], now_us: u64) {
         if let Some(key) = &mut self.key
             && frame.starts_with(br#"{"event":"encrypted""#)
@@ -268,9 +307,6 @@ impl Receiver {
                 None => self.stats.bad += 1,
             }
             return;
-        }
-        if let Some(decoy) = &mut self.decoy {
-            decoy.spend(frame);
         }
         self.on_plain(frame, now_us);
     }
@@ -296,6 +332,11 @@ impl Receiver {
                 }
             }
             return;
+        }
+        // A decoy spends its decryption on measured messages, as their sealed copy stands in
+        // for them (a probe's sequence number is longer).
+        if let Some(decoy) = &mut self.decoy {
+            decoy.spend(frame);
         }
         let Ok(idx) = usize::try_from(seq) else {
             self.stats.bad += 1;
@@ -327,7 +368,8 @@ impl Receiver {
 /// A plaintext client's stand-in for decryption (`--decoy`).
 struct Decoy {
     key: V1Key,
-    /// The first message received, as the server would have sealed it for a v1 client.
+    /// The first measured message received, as the server would have sealed it for a v1
+    /// client.
     sealed: Vec<u8>,
 }
 
@@ -722,20 +764,7 @@ async fn client(
 ) -> ConnStats {
     let encrypted = role == Role::Encrypted;
     let rooms = room_bits(role, cfg.alternate);
-    let mut rx = Receiver {
-        key: None,
-        decoy: (role == Role::Decoy).then(Decoy::new),
-        seen: vec![0; (shared.messages as usize).div_ceil(64)],
-        rooms,
-        probed: 0,
-        counted: false,
-        stats: ConnStats {
-            encrypted,
-            latencies_us: Vec::with_capacity(shared.messages_to(rooms)),
-            ..ConnStats::default()
-        },
-        shared: shared.clone(),
-    };
+    let mut rx = Receiver::new(role, rooms, shared.clone());
     let join = join_event(&cfg.rooms, rooms);
     let setup = setup(index, encrypted, &join, &cfg, &shared).await;
     drop(permit);
@@ -1192,29 +1221,13 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         vec![args.room.clone()]
     };
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        messages,
-        per_room: std::array::from_fn(|room| {
-            phases
-                .iter()
-                .filter(|(r, _)| *r == room)
-                .map(|(_, seqs)| seqs.end - seqs.start)
-                .sum()
-        }),
-        expected: AtomicU32::new(u32::MAX),
-        counts: (0..messages).map(|_| AtomicU32::new(0)).collect(),
-        completed: AtomicU64::new(0),
-        progress: Notify::new(),
-        setup_done: AtomicU32::new(0),
-        setup_failed: AtomicU32::new(0),
-        setup_notify: Notify::new(),
-        last_auth_us: AtomicU64::new(0),
-        last_delivery_us: AtomicU64::new(0),
-        probed: AtomicU32::new(0),
-        members: Default::default(),
-        probe_notify: Notify::new(),
-    });
+    let shared = Arc::new(Shared::new(messages, |room| {
+        phases
+            .iter()
+            .filter(|(r, _)| *r == room)
+            .map(|(_, seqs)| seqs.end - seqs.start)
+            .sum()
+    }));
     let cfg = Arc::new(ClientConfig {
         profile: args.profile,
         addr,
@@ -1741,5 +1754,43 @@ mod tests {
         assert!((median(&[0.3, 0.1, f64::NAN, 0.2]) - 0.2).abs() < 1e-12);
         assert!((median(&[0.4, 0.1, 0.2, 0.3]) - 0.25).abs() < 1e-12);
         assert_eq!(joined([0.5, 0.25], 2), "0.50,0.25");
+    }
+
+    #[test]
+    fn a_decoy_in_two_rooms_is_in_once_probed_from_both_and_copies_no_probe() {
+        // Eight messages: four to the sealed clients' room, four to the decoys'.
+        let shared = Arc::new(Shared::new(8, |room| if room % 2 == 0 { 4 } else { 0 }));
+        let bits = room_bits(Role::Decoy, true);
+        let mut rx = Receiver::new(Role::Decoy, bits, shared.clone());
+        let frame =
+            |seq: u64| format!(r#"{{"event":"bench","data":{{"seq":{seq},"ts":1,"pad":"x"}}}}"#);
+        // Probes from the decoys' room, twice, then from the other room the decoy is in.
+        rx.on_text(frame(PROBE_BASE + (2 << PROBE_ROOM_SHIFT)).as_bytes(), 5);
+        rx.on_text(
+            frame(PROBE_BASE + 1 + (2 << PROBE_ROOM_SHIFT)).as_bytes(),
+            5,
+        );
+        assert_eq!(shared.probed.load(Ordering::Acquire), 0);
+        assert!(rx.decoy.as_ref().is_some_and(|d| d.sealed.is_empty()));
+        rx.on_text(frame(PROBE_BASE + (3 << PROBE_ROOM_SHIFT)).as_bytes(), 5);
+        assert_eq!(shared.probed.load(Ordering::Acquire), 1);
+        let members: Vec<u32> = shared
+            .members
+            .iter()
+            .map(|m| m.load(Ordering::Acquire))
+            .collect();
+        assert_eq!(members, [0, 0, 1, 1]);
+        // The first measured message is the one its sealed copy stands in for.
+        shared.expected.store(1, Ordering::Release);
+        rx.on_text(frame(2).as_bytes(), 5);
+        let decoy = rx.decoy.as_ref().expect("a decoy");
+        assert_eq!(
+            open_sealed(&decoy.key, &decoy.sealed),
+            Some(frame(2).into_bytes())
+        );
+        assert_eq!(rx.stats.received, 1);
+        assert_eq!(shared.completed.load(Ordering::Acquire), 1);
+        // Room for the latencies of the messages to its rooms only.
+        assert!((4..8).contains(&rx.stats.latencies_us.capacity()));
     }
 }
