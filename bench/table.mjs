@@ -224,7 +224,7 @@ function alternatingRows(scenario, title) {
 alternatingRows("mixed_paced_alternating", "mixed room, isolated cores, windowed");
 alternatingRows("mixed_isolated_alternating", `mixed room, isolated cores, ${process.env.ISOLATED_RATE ?? 150} msg/s`);
 
-// Results files from before the alternating rooms (bench/run.sh before 2026-12-05): each
+// Results files from before the alternating rooms (bench/run.sh until 2026-12-04 17:44Z): each
 // room and its other half alone, in separate server runs.
 if (paced && has("mixed_paced_encrypted")) {
   // Windowed: next to sealed receivers against next to decoys (plaintext receivers whose

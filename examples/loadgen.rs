@@ -109,8 +109,8 @@ struct Args {
     encrypted: f64,
     /// Share of clients (0..=1, taken from the plaintext ones) that receive plaintext but spend
     /// a v1 decryption's CPU on every delivery: they open a sealed copy of the first measured
-    /// message they received. A room read by decoys keeps a mixed room's pace with no sealing server
-    /// side.
+    /// message they received. A room read by decoys keeps a mixed room's pace with no sealing
+    /// server side.
     #[arg(long, default_value_t = 0.0)]
     decoy: f64,
     /// The profile encrypted clients speak: `v1` or `v2`.
