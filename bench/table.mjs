@@ -169,7 +169,8 @@ if (has("idle")) {
   }
 }
 
-// The pinned comparisons (bench/run.sh's pinned_halves): CPU-s / 1M that the plaintext half of
+// The pinned comparisons of results files from before the alternating rooms (bench/run.sh's
+// former pinned_halves, a server run per room): CPU-s / 1M that the plaintext half of
 // `prefix`'s room adds next to sealed receivers (the room minus its sealed half alone, same
 // repetition), against what it adds next to `others` (the same subtraction).
 function pinnedRows(prefix, title, sealed, other, others) {
@@ -218,8 +219,9 @@ function alternatingRows(scenario, title) {
     rows.push([`… the ratio's 95 % interval (bootstrap over the cycles)`, "–", "–", `${low.toFixed(2)}–${high.toFixed(2)}×`, "info", ""]);
   }
   const walls = runsOf.map((r) => (r.alt_phase_wall_s ?? "").split(",").map(Number));
-  const pace = (from) => median(walls.flatMap((w) => everyFourth(w, from)));
-  row(`… the pace: wall s of a mixed room's phase (vs the decoys' room's)`, pooled(walls.flatMap((w) => everyFourth(w, 1))), null, 3, "info", null, pace(1) / pace(3));
+  const phaseWalls = (from) => pooled(walls.flatMap((w) => everyFourth(w, from)));
+  const [mixedWalls, decoyWalls] = [phaseWalls(1), phaseWalls(3)];
+  row(`… the pace: wall s of a mixed room's phase (vs the decoys' room's)`, mixedWalls, null, 3, "info", null, mixedWalls.med / decoyWalls.med);
 }
 alternatingRows("mixed_paced_alternating", "mixed room, isolated cores, windowed");
 alternatingRows("mixed_isolated_alternating", `mixed room, isolated cores, ${process.env.ISOLATED_RATE ?? 150} msg/s`);

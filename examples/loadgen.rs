@@ -748,9 +748,8 @@ struct ClientConfig {
     addr: SocketAddr,
     host: String,
     path: String,
-    /// Every room of the run, by index.
+    /// Every room of the run, by index: one, or the four of `--alternate`.
     rooms: Vec<String>,
-    alternate: bool,
     read_buffer: usize,
 }
 
@@ -763,7 +762,7 @@ async fn client(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ConnStats {
     let encrypted = role == Role::Encrypted;
-    let rooms = room_bits(role, cfg.alternate);
+    let rooms = room_bits(role, cfg.rooms.len() > 1);
     let mut rx = Receiver::new(role, rooms, shared.clone());
     let join = join_event(&cfg.rooms, rooms);
     let setup = setup(index, encrypted, &join, &cfg, &shared).await;
@@ -1234,7 +1233,6 @@ async fn run(args: Args) -> Result<(), String> {
         host,
         path,
         rooms: rooms.clone(),
-        alternate,
         read_buffer: args.read_buffer,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
