@@ -4,7 +4,8 @@
 //
 // Each cell is the median over repetitions, with the range (min–max) when there are several,
 // so the noise of a shared 2-core machine stays visible. Ratios are sealcast / Bun of the
-// medians, taken from the same run.
+// medians, taken from the same run; the connect+auth and steady p99 rows, which sit near 1×,
+// also list each repetition's own ratio.
 
 import { readFileSync } from "node:fs";
 
@@ -74,6 +75,21 @@ function row(label, ours, theirs, digits, target, check, ratioOverride) {
 
 const has = (scenario) => runs.some((r) => r.scenario === scenario);
 
+// Each repetition's ratio, sealcast's run over Bun's in the same repetition (run.sh runs them
+// one after the other), and in how many of them `check` held: for the rows whose medians sit
+// near 1×, where the ratio of medians alone hides how often either side was ahead.
+function pairsRow(scenario, server, f, digits, check) {
+  const theirs = Object.fromEntries(pick(scenario, "bun").map((r) => [r.rep, r]));
+  const ratios = pick(scenario, server)
+    .filter((r) => theirs[r.rep])
+    .map((r) => Number(r[f]) / Number(theirs[r.rep][f]))
+    .filter(Number.isFinite);
+  if (ratios.length < 2) return;
+  const met = ratios.filter(check).length;
+  const list = ratios.map((x) => `${x.toFixed(digits)}×`).join(", ");
+  rows.push([`… each repetition's ratio (met in ${met} of ${ratios.length})`, "–", "–", list, "info", ""]);
+}
+
 for (const [scenario, name] of [
   ["fanout_1k", "fan-out 1k"],
   ["fanout_10k", "fan-out 10k"],
@@ -101,6 +117,7 @@ if (has("steady")) {
   const label = `steady ${process.env.STEADY_RATE ?? 200} msg/s to ${any.connected ?? "?"}`;
   row(`${label}: p50 ms`, stat("steady", "sealcast", "p50_ms"), stat("steady", "bun", "p50_ms"), 2, "info", null);
   row(`${label}: p99 ms`, stat("steady", "sealcast", "p99_ms"), stat("steady", "bun", "p99_ms"), 2, "≤ 1× Bun", (r) => r <= 1);
+  pairsRow("steady", "sealcast", "p99_ms", 2, (r) => r <= 1);
   row(`${label}: server CPU-s / 1M deliveries`, stat("steady", "sealcast", "cpu_s_per_m"), stat("steady", "bun", "cpu_s_per_m"), 3, "info", null);
 }
 
@@ -159,6 +176,7 @@ if (has("idle")) {
   const label = `idle (${any.connected ?? "?"} authenticated)`;
   row(`${label}: server RSS per connection, bytes`, stat("idle", "sealcast", "rss_per_conn_b"), stat("idle", "bun", "rss_per_conn_b"), 0, "≤ 4096 B", (_r, ours) => ours <= 4096);
   row(`${label}: connect+auth/s`, stat("idle", "sealcast", "connect_per_s"), stat("idle", "bun", "connect_per_s"), 0, "≥ 1× Bun", (r) => r >= 1);
+  pairsRow("idle", "sealcast", "connect_per_s", 2, (r) => r >= 1);
   const cpuPerConnect = (r) => (Number(r.connect_server_cpu_s) / Number(r.connected)) * 1e6;
   row(`${label}: server CPU-ms per 1k connect+auth`, stat("idle", "sealcast", cpuPerConnect), stat("idle", "bun", cpuPerConnect), 0, "info", null);
   if (pick("idle", "sealcast_pattern").length) {

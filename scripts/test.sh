@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs the Rust tests (real sockets, real
-# Redis processes), the Node tests of the JS client and the headless-Chromium end-to-end test.
+# Redis processes), the Node tests (the JS client, the benchmark report) and the headless-Chromium
+# end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
