@@ -33,11 +33,13 @@ const pooled = (xs) => {
   return { med: median(s), min: Math.min(...s), max: Math.max(...s), n: s.length };
 };
 const stat = (scenario, server, f) => pooled(values(scenario, server, f));
+// A scenario's runs that worked, by repetition.
+const byRep = (scenario, server) => Object.fromEntries(pick(scenario, server).map((r) => [r.rep, r]));
 
 // CPU-s per 1M deliveries that a room's other half adds: each run of `whole` minus the run of
 // `halfName` (that half alone) from the same repetition, over the deliveries it adds.
 const added = (whole, halfName, server) => {
-  const half = Object.fromEntries(pick(halfName, server).map((r) => [r.rep, r]));
+  const half = byRep(halfName, server);
   return stat(whole, server, (r) => {
     const h = half[r.rep];
     if (!h) return NaN;
@@ -79,7 +81,7 @@ const has = (scenario) => runs.some((r) => r.scenario === scenario);
 // one after the other), and in how many of them `check` held: for the rows whose medians sit
 // near 1×, where the ratio of medians alone hides how often either side was ahead.
 function pairsRow(scenario, server, f, digits, check) {
-  const theirs = Object.fromEntries(pick(scenario, "bun").map((r) => [r.rep, r]));
+  const theirs = byRep(scenario, "bun");
   const ratios = pick(scenario, server)
     .filter((r) => theirs[r.rep])
     .map((r) => Number(r[f]) / Number(theirs[r.rep][f]))

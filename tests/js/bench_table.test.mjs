@@ -35,9 +35,9 @@ function cells(out, label, after) {
   return row;
 }
 
-const idle = (server, rep, rate, extra = '') =>
+const idle = (server, rep, rate) =>
   `scenario=idle server=${server} rep=${rep} label=idle/${server}/${rep} clients=100 connected=100 encrypted=0 decoys=0 ` +
-  `connect_per_s=${rate} connect_server_cpu_s=0.004 connect_gen_cpu_s=0.006 rss_base_kib=6000 rss_kib=6260 rss_per_conn_b=2662${extra}`;
+  `connect_per_s=${rate} connect_server_cpu_s=0.004 connect_gen_cpu_s=0.006 rss_base_kib=6000 rss_kib=6260 rss_per_conn_b=2662`;
 const steady = (server, rep, p99) =>
   `scenario=steady server=${server} rep=${rep} label=steady/${server}/${rep} clients=100 connected=100 messages=100 ` +
   `deliveries=10000 lost=0 duplicates=0 p50_ms=${p99 / 2} p99_ms=${p99} cpu_s_per_m=4.5 deliveries_per_s=20000`;
