@@ -302,9 +302,18 @@ impl Receiver {
                     .ok()
                     .and_then(|record| opener.open(record).ok()),
             };
-            match opened {
-                Some(plain) => self.on_plain(&plain, now_us),
-                None => self.stats.bad += 1,
+            let Some(plain) = opened else {
+                self.stats.bad += 1;
+                return;
+            };
+            if plain.first() == Some(&b'[') {
+                // A batched v2 record: each frame is a delivery of its own.
+                match v2::frames(&plain) {
+                    Ok(frames) => frames.into_iter().for_each(|f| self.on_plain(f, now_us)),
+                    Err(_) => self.stats.bad += 1,
+                }
+            } else {
+                self.on_plain(&plain, now_us);
             }
             return;
         }
@@ -851,7 +860,7 @@ async fn setup_v2(
 ) -> io::Result<(Ws, Option<Key>)> {
     let mut ws = Ws::connect(cfg.addr, &cfg.host, &cfg.path, cfg.read_buffer, index).await?;
     let bad = |what: &str| protocol_error(what);
-    let (handshake, hello) = v2::ClientHandshake::start().map_err(|_| bad("v2 start"))?;
+    let (handshake, hello) = v2::ClientHandshake::start_batched().map_err(|_| bad("v2 start"))?;
     ws.send(OP_TEXT, hello.as_bytes()).await?;
     let reply = ws.next_message().await?;
     let value: serde_json::Value =

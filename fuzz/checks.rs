@@ -239,8 +239,21 @@ pub fn v2_handshake(data: &[u8]) -> bool {
 /// opened in order; once one fails, it and every later one fail and the opener says it is
 /// poisoned; `next_seq` counts the records opened. Also, whatever the input: sealed as a
 /// record it opens back to itself (at the start, across an epoch boundary and at the hard
-/// limit, which then refuses), and not in the other direction. Accepted: a record opened.
+/// limit, which then refuses), and not in the other direction. And the input read as an
+/// opened record's plaintext ([`v2::frames`], what a client taking batched records does with
+/// it) never panics, and what it returns is one or more frames starting with `{`, whole
+/// objects for a batch. Accepted: a record opened.
 pub fn v2_record(data: &[u8]) -> bool {
+    if let Ok(frames) = v2::frames(data) {
+        assert!(!frames.is_empty(), "a record carries a frame");
+        for f in &frames {
+            assert_eq!(f.first(), Some(&b'{'), "frames are objects");
+            // A batch's elements are parsed JSON objects; a single frame is the caller's to parse.
+            if data.first() == Some(&b'[') {
+                assert_eq!(f.last(), Some(&b'}'), "a batch's frames are whole objects");
+            }
+        }
+    }
     let c2s = Direction::ClientToServer;
     let pair = |seq| {
         let sealer = Sealer::from_secret_for_testing(V2_RECORD_SECRET, c2s, seq);

@@ -8,9 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sealcast::crypto::KeyPair;
 use sealcast::crypto::v2::{
-    self, ClientHandshake, Direction, Established, MAX_RECORDS, Opener, PinnedServerKey,
-    REKEY_INTERVAL, Sealer, ServerHandshake, ServerSigningKey, accept, hello_data,
-    parse_client_hello,
+    self, BATCH, Batch, ClientHandshake, Direction, Established, MAX_BATCH_BYTES, MAX_RECORDS,
+    Opener, PinnedServerKey, REKEY_INTERVAL, Sealer, ServerHandshake, ServerSigningKey, VERSION,
+    accept, hello_data, parse_client_hello,
 };
 use serde_json::{Value, json};
 
@@ -283,6 +283,144 @@ fn tampered_offer_is_detected_by_fin() {
     let trimmed = hello.replace(r#"["sealcast-v2","v1"]"#, r#"["sealcast-v2"]"#);
     assert_ne!(trimmed, hello);
     let parsed = parse_client_hello(hello_data(&trimmed).unwrap()).unwrap();
+    let (_, server_hello) = accept(&parsed, None).unwrap();
+    assert!(
+        client
+            .finish(hello_data(&server_hello).unwrap(), None)
+            .is_err()
+    );
+}
+
+/// Both ends of a channel whose client offered batched records: (server, client).
+fn batched_channel() -> (Established, Established) {
+    let (client, hello) = ClientHandshake::start_batched().unwrap();
+    let parsed = parse_client_hello(hello_data(&hello).unwrap()).unwrap();
+    assert_eq!(parsed.offered(), [VERSION, BATCH]);
+    assert!(parsed.offers_batch());
+    let (server, server_hello) = accept(&parsed, None).unwrap();
+    let (client, fin) = client
+        .finish(hello_data(&server_hello).unwrap(), None)
+        .unwrap();
+    (server.finish(&fin).unwrap(), client)
+}
+
+#[test]
+fn only_a_client_that_offered_it_gets_batched_records() {
+    let (mut plain_server, _) = channel();
+    assert!(!plain_server.sealer().batches());
+    let (mut server, mut client) = batched_channel();
+    assert!(server.sealer().batches());
+    // The client's own sealer never batches: client records carry one frame.
+    assert!(!client.sealer().batches());
+
+    // Two or more frames for a server sealer without the offer: refused, nothing sealed.
+    let mut batch = Batch::new();
+    batch.push(AUTH);
+    batch.push(AUTH);
+    let mut out = Vec::new();
+    assert!(batch.seal_into(plain_server.sealer(), &mut out).is_err());
+    assert!(out.is_empty() && batch.is_empty());
+    assert_eq!(plain_server.sealer().next_seq(), 0);
+}
+
+#[test]
+fn a_batched_record_opens_to_its_frames_in_order_under_one_sequence_number() {
+    let (mut server, mut client) = batched_channel();
+    let frames: Vec<String> = (0..5)
+        .map(|i| json!({"event": "tick", "data": {"n": i}}).to_string())
+        .collect();
+    let mut batch = Batch::new();
+    for f in &frames {
+        assert!(batch.fits(f.len()));
+        batch.push(f.as_bytes());
+    }
+    assert_eq!(batch.len(), 5);
+    let mut out = Vec::new();
+    batch.seal_into(server.sealer(), &mut out).unwrap();
+    assert!(batch.is_empty());
+    // A single frame afterwards is a record of its own, as without batching.
+    batch.push(AUTH);
+    batch.seal_into(server.sealer(), &mut out).unwrap();
+    assert_eq!(server.sealer().next_seq(), 2);
+
+    let text = String::from_utf8(out).unwrap();
+    let (first, second) = text.split_at(text.find("}}{").unwrap() + 2);
+    let plain = client.opener().open(first).unwrap();
+    assert_eq!(plain, format!("[{}]", frames.join(",")).into_bytes());
+    let opened: Vec<&[u8]> = v2::frames(&plain).unwrap();
+    assert_eq!(
+        opened,
+        frames.iter().map(|f| f.as_bytes()).collect::<Vec<_>>()
+    );
+    let plain = client.opener().open(second).unwrap();
+    assert_eq!(plain, AUTH);
+    assert_eq!(v2::frames(&plain).unwrap(), [AUTH]);
+    assert_eq!(client.opener().next_seq(), 2);
+}
+
+#[test]
+fn a_batch_stays_within_its_bound_and_a_large_frame_goes_alone() {
+    let small = json!({"event": "tick", "data": "x".repeat(1000)}).to_string();
+    let mut batch = Batch::new();
+    let mut text_len = 1;
+    while batch.fits(small.len()) {
+        batch.push(small.as_bytes());
+        text_len += small.len() + 1;
+    }
+    assert!(text_len <= MAX_BATCH_BYTES, "{text_len}");
+    assert_eq!(batch.len(), MAX_BATCH_BYTES / (small.len() + 1));
+    // An empty batch takes any frame, however large.
+    let large = vec![b'x'; MAX_BATCH_BYTES * 2];
+    assert!(Batch::new().fits(large.len()));
+    let (mut server, mut client) = batched_channel();
+    let mut one = Batch::new();
+    one.push(&large);
+    let mut out = Vec::new();
+    one.seal_into(server.sealer(), &mut out).unwrap();
+    let plain = client
+        .opener()
+        .open(std::str::from_utf8(&out).unwrap())
+        .unwrap();
+    assert_eq!(plain, large);
+}
+
+#[test]
+fn frames_refuses_what_is_not_a_frame_or_a_batch_of_frames() {
+    for bad in [
+        &b""[..],
+        b"[]",
+        b"[ ]",
+        b"[1]",
+        b"[{\"event\":\"a\"},2]",
+        b"[{\"event\":\"a\"}",
+        b"[{\"event\":\"a\"},]",
+        b"[[{\"event\":\"a\"}]]",
+        b"\"text\"",
+        b" {\"event\":\"a\"}",
+        b"null",
+    ] {
+        assert!(v2::frames(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+    let two = br#"[{"event":"a","data":[1,{"x":"]"}]}, {"event":"b"}]"#;
+    assert_eq!(
+        v2::frames(two).unwrap(),
+        [
+            &br#"{"event":"a","data":[1,{"x":"]"}]}"#[..],
+            br#"{"event":"b"}"#
+        ]
+    );
+}
+
+#[test]
+fn stripping_the_batch_offer_breaks_the_transcript() {
+    let (client, hello) = ClientHandshake::start_batched().unwrap();
+    let stripped = hello.replace(
+        r#"["sealcast-v2","sealcast-v2-batch"]"#,
+        r#"["sealcast-v2"]"#,
+    );
+    assert_ne!(stripped, hello);
+    let parsed = parse_client_hello(hello_data(&stripped).unwrap()).unwrap();
+    assert!(!parsed.offers_batch());
     let (_, server_hello) = accept(&parsed, None).unwrap();
     assert!(
         client

@@ -8,9 +8,12 @@
 
 mod common;
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
@@ -19,7 +22,10 @@ use sealcast::{
     ServerBuilder,
     crypto::{
         KeyPair, PublicKey, V1Key,
-        v2::{ClientHandshake, Opener, PinnedServerKey, Sealer, ServerSigningKey, hello_data},
+        v2::{
+            self, ClientHandshake, Established, MAX_BATCH_BYTES, Opener, PinnedServerKey, Sealer,
+            ServerSigningKey, hello_data,
+        },
     },
     protocol::Limits,
     server::V2Config,
@@ -31,32 +37,75 @@ struct V2 {
     ws: WsClient,
     sealer: Sealer,
     opener: Opener,
+    /// It offered batched records.
+    batched: bool,
+    /// Frames of a batched record not yet taken by [`V2::next`].
+    pending: VecDeque<Value>,
+    /// Records that carried more than one frame.
+    batches: usize,
 }
 
-/// Sends the hello and returns the client state and the server's answer (an event).
-async fn hello(ws: &mut WsClient) -> (ClientHandshake, Value) {
-    let (client, hello) = ClientHandshake::start().unwrap();
+/// Sends the hello (offering batched records or not) and returns the client state and the
+/// server's answer (an event).
+async fn hello_with(ws: &mut WsClient, batched: bool) -> (ClientHandshake, Value) {
+    let (client, hello) = if batched {
+        ClientHandshake::start_batched()
+    } else {
+        ClientHandshake::start()
+    }
+    .unwrap();
     ws.send_text(&hello).await;
     (client, ws.next_event().await)
+}
+
+/// [`hello_with`], not offering batched records.
+async fn hello(ws: &mut WsClient) -> (ClientHandshake, Value) {
+    hello_with(ws, false).await
 }
 
 impl V2 {
     /// Handshake (optionally pinning), then nothing else.
     async fn handshake(srv: &TestServer, pinned: Option<&PinnedServerKey>) -> Self {
+        Self::handshake_with(srv, pinned, false).await
+    }
+
+    /// [`V2::handshake`], offering batched records or not.
+    async fn handshake_with(
+        srv: &TestServer,
+        pinned: Option<&PinnedServerKey>,
+        batched: bool,
+    ) -> Self {
         let mut ws = srv.client().await;
-        let (client, answer) = hello(&mut ws).await;
+        let (client, answer) = hello_with(&mut ws, batched).await;
         assert_eq!(answer["event"], "handshake", "{answer}");
         let (channel, fin) = client
             .finish(&answer["data"].to_string(), pinned)
             .expect("the server hello verifies");
         ws.send_text(&fin).await;
+        Self::established(ws, channel, batched)
+    }
+
+    /// The client once its handshake completed.
+    fn established(ws: WsClient, channel: Established, batched: bool) -> Self {
         let (sealer, opener) = channel.into_parts();
-        Self { ws, sealer, opener }
+        Self {
+            ws,
+            sealer,
+            opener,
+            batched,
+            pending: VecDeque::new(),
+            batches: 0,
+        }
     }
 
     /// Handshake, then a sealed `authenticate`; returns the sealed `connected`'s data.
     async fn connect(srv: &TestServer, user: &str) -> (Self, Value) {
-        let mut c = Self::handshake(srv, None).await;
+        Self::connect_with(srv, user, false).await
+    }
+
+    /// [`V2::connect`], offering batched records or not.
+    async fn connect_with(srv: &TestServer, user: &str, batched: bool) -> (Self, Value) {
+        let mut c = Self::handshake_with(srv, None, batched).await;
         c.emit("authenticate", json!({"type": "token", "token": user}))
             .await;
         let connected = c.next().await;
@@ -71,11 +120,29 @@ impl V2 {
         self.ws.send_text(&record).await;
     }
 
-    /// The next server frame, which must be a record that opens.
+    /// The next server message, from a record that opens: one frame, or (for a client that
+    /// offered them) the next frame of a batched record.
     async fn next(&mut self) -> Value {
+        if let Some(frame) = self.pending.pop_front() {
+            return frame;
+        }
         let raw = self.raw().await;
         let plain = self.opener.open(&raw).expect("the server's record opens");
-        serde_json::from_slice(&plain).unwrap()
+        if !self.batched {
+            assert_eq!(
+                plain.first(),
+                Some(&b'{'),
+                "a batch for a client that did not offer it"
+            );
+        }
+        let frames = v2::frames(&plain).expect("one frame or a batch of frames");
+        if frames.len() > 1 {
+            self.batches += 1;
+        }
+        for f in frames {
+            self.pending.push_back(serde_json::from_slice(f).unwrap());
+        }
+        self.pending.pop_front().unwrap()
     }
 
     /// The next server frame's text, unopened.
@@ -229,6 +296,78 @@ async fn a_long_room_burst_opens_record_after_record_for_every_v2_client() {
         assert_eq!(c.opener.next_seq(), first + MESSAGES);
         c.ws.expect_silence().await;
     }
+}
+
+/// The same kind of burst to a v2 client that offered batched records and one that did not:
+/// the first gets it in far fewer records, each within the batch bound, a frame larger than
+/// the bound in a record of its own, and every message in order; the second gets one record
+/// per message (its `next` refuses a batch).
+#[tokio::test]
+async fn a_client_that_offered_batches_gets_a_burst_in_fewer_records_in_order() {
+    const MESSAGES: u64 = 400;
+    let srv = spawn(v2_builder(V2Config::new())).await;
+    let (mut batched, _) = V2::connect_with(&srv, "batched", true).await;
+    let (mut single, _) = V2::connect(&srv, "single").await;
+    for c in [&mut batched, &mut single] {
+        c.emit("join", json!({"rooms": ["burst"]})).await;
+    }
+    assert!(eventually(|| srv.server.clients_by_room("burst").len() == 2).await);
+    let pad = "p".repeat(200);
+    let large = "L".repeat(MAX_BATCH_BYTES + 100);
+    let data = |n: u64| {
+        if n == MESSAGES / 2 {
+            json!({"n": n, "pad": large})
+        } else {
+            json!({"n": n, "pad": pad})
+        }
+    };
+    // Queued in one go: the test's runtime has one thread, so no writer runs in between.
+    for n in 0..MESSAGES {
+        srv.server
+            .send_to_room("burst", "tick", &data(n), &[])
+            .unwrap();
+    }
+    let mut records = 0;
+    let mut large_alone = false;
+    let first = batched.opener.next_seq();
+    for n in 0..MESSAGES {
+        if batched.pending.is_empty() {
+            records += 1;
+            let before = batched.batches;
+            let msg = batched.next().await;
+            large_alone |=
+                n == MESSAGES / 2 && batched.batches == before && batched.pending.is_empty();
+            assert_eq!(msg, json!({"event": "tick", "data": data(n)}));
+        } else {
+            assert_eq!(
+                batched.next().await,
+                json!({"event": "tick", "data": data(n)})
+            );
+        }
+    }
+    assert!(
+        large_alone,
+        "the frame over the bound went in a record of its own"
+    );
+    assert_eq!(batched.opener.next_seq(), first + records);
+    // ~230 bytes a frame, at most 16 KiB a record: a few dozen records, not 400.
+    assert!(
+        records < MESSAGES / 10,
+        "{records} records for {MESSAGES} messages"
+    );
+    assert!(batched.batches >= 3, "{} batched records", batched.batches);
+    batched.ws.expect_silence().await;
+
+    let first = single.opener.next_seq();
+    for n in 0..MESSAGES {
+        assert_eq!(
+            single.next().await,
+            json!({"event": "tick", "data": data(n)})
+        );
+    }
+    assert_eq!(single.opener.next_seq(), first + MESSAGES);
+    assert_eq!(single.batches, 0);
+    single.ws.expect_silence().await;
 }
 
 #[tokio::test]
@@ -544,12 +683,7 @@ async fn pending_handshakes_count_against_max_pending_auth() {
     // The fin releases the permit; authenticate takes it again.
     let (channel, fin) = client.finish(&answer["data"].to_string(), None).unwrap();
     first.send_text(&fin).await;
-    let (sealer, opener) = channel.into_parts();
-    let mut c = V2 {
-        ws: first,
-        sealer,
-        opener,
-    };
+    let mut c = V2::established(first, channel, false);
     c.emit("authenticate", json!({"type": "token", "token": "a"}))
         .await;
     assert_eq!(c.next().await["event"], "connected");

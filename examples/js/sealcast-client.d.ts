@@ -43,6 +43,8 @@ export declare function openV1Bytes(key: CryptoKey, ivB64: string, ctB64: string
 // --- v2 crypto ------------------------------------------------------------------------------
 /** The version token of encryption v2. */
 export declare const V2_VERSION: 'sealcast-v2';
+/** The extra token offered (after V2_VERSION) by a client that takes batched server→client records. */
+export declare const V2_BATCH: 'sealcast-v2-batch';
 /** Records per direction under one key before both sides rekey (2^20). */
 export declare const V2_REKEY_INTERVAL: number;
 /** Records per direction after which a v2 channel refuses to continue (2^32). */
@@ -65,28 +67,66 @@ export interface V2Record {
   data: { ct: string };
 }
 
+/** A message opened from a v2 record. */
+export interface V2Message {
+  event: string;
+  data: unknown;
+  id?: string;
+  encrypted: true;
+}
+
 /**
  * An established v2 channel. The client role (default) seals client→server and opens
- * server→client; `role: 'server'` the other way round (tests and tools).
+ * server→client; `role: 'server'` the other way round (tests and tools). A record is one
+ * sequence number, whether it carries one frame or (server→client, when V2_BATCH was offered)
+ * a batch of frames.
  */
 export declare class V2Codec {
-  constructor(c2s: Uint8Array, s2c: Uint8Array, opts?: { role?: 'client' | 'server'; c2sSeq?: number; s2cSeq?: number });
+  /**
+   * `batches`: this side offered V2_BATCH, so the peer's records may be batches (default false:
+   * a batch is a DecryptError). `c2sSeq`/`s2cSeq`: tests only.
+   */
+  constructor(
+    c2s: Uint8Array,
+    s2c: Uint8Array,
+    opts?: { role?: 'client' | 'server'; batches?: boolean; c2sSeq?: number; s2cSeq?: number },
+  );
   readonly encrypted: true;
   readonly profile: 'v2';
   /** True once a record failed or a limit was hit: the connection must close. */
   readonly failed: boolean;
+  /** Whether the peer's records may be batches (this side offered V2_BATCH). */
+  readonly batches: boolean;
   /** The next record numbers this side seals (`out`) and opens (`in`). */
   readonly seq: { out: number; in: number };
   /** Seal a message; the sequence number is taken synchronously, at call time. */
   encode(message: { event: string; data?: unknown }): Promise<string>;
-  /** Open the peer's next record. Rejects with DecryptError or ProtocolError; either is fatal. */
-  decode(frame: unknown): Promise<{ event: string; data: unknown; id?: string; encrypted: true }>;
+  /**
+   * Server role only (tests and tools): seal the messages as one batch record, plaintext
+   * `JSON.stringify(messages)`; elements are not checked. Rejects with a TypeError for an empty
+   * array or a client-role codec.
+   */
+  encodeBatch(messages: Array<{ event: string; data?: unknown }>): Promise<string>;
+  /**
+   * Open the peer's next record as one message. Rejects with DecryptError (also for a batch
+   * record: use decodeAll) or ProtocolError; either is fatal and uses the record's number.
+   */
+  decode(frame: unknown): Promise<V2Message>;
+  /**
+   * Open the peer's next record into its messages, in order: one for a single frame, n for a
+   * batch. Rejects like decode, and for a batch that was not offered, is empty or holds an
+   * element that is not a message.
+   */
+  decodeAll(frame: unknown): Promise<V2Message[]>;
 }
 
 /** Import a pinned server signing key (base64 raw 65-byte P-256 point) for ECDSA verification. */
 export declare function importServerSigningKey(publicKeyB64: string): Promise<CryptoKey>;
 
-/** The client's side of a v2 handshake (fixed key/nonce/offer for test vectors only). */
+/**
+ * The client's side of a v2 handshake (fixed key/nonce/offer for test vectors only). `offered`
+ * defaults to `[V2_VERSION, V2_BATCH]`; the channel takes batched records when V2_BATCH is offered.
+ */
 export declare function startV2Handshake(opts?: {
   keyPair?: { privateKey: CryptoKey; publicKeyB64: string };
   nonce?: Uint8Array;

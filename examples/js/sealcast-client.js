@@ -18,7 +18,9 @@
  * `handshake` with a fresh P-256 key and nonce; the server answers with its own fresh key, a
  * nonce, an optional ECDSA signature over the transcript and its `fin`; from then on every frame
  * in both directions is a sealed record with an implicit sequence number. Pin the server's
- * signing key with the `serverSigningKey` option.
+ * signing key with the `serverSigningKey` option. The client also offers `sealcast-v2-batch`:
+ * the server may then seal several frames into one record (a JSON array of frames), which the
+ * client delivers as separate events, in order.
  *
  * @module sealcast-client
  */
@@ -49,6 +51,11 @@ const SYSTEM_EVENTS = new Set(['authenticate', 'join', 'leave', 'heartbeat', 'en
 
 /** The version token of encryption v2. */
 export const V2_VERSION = 'sealcast-v2';
+/**
+ * The extra token a v2 client offers (after {@link V2_VERSION}) when it accepts batched
+ * server→client records: one record whose plaintext is a JSON array of complete frames.
+ */
+export const V2_BATCH = 'sealcast-v2-batch';
 /** Records per direction under one key before both sides rekey (2^20). */
 export const V2_REKEY_INTERVAL = 2 ** 20;
 /** Records per direction after which a v2 channel refuses to continue (2^32). */
@@ -399,6 +406,10 @@ class V2Direction {
   get failed() {
     return this.#failed;
   }
+  /** Marks the direction dead (e.g. a record opened but its plaintext was refused). */
+  fail() {
+    this.#failed = true;
+  }
   /** Claims the next sequence number and its epoch's keys (synchronously). */
   #claim() {
     // SECURITY: hard limit; after any failure the direction is dead.
@@ -493,25 +504,65 @@ function v2RecordCiphertext(frame) {
   return ct;
 }
 
+/** A decrypted frame as a message, or a {@link DecryptError} (`what` names it in the error). */
+function v2Message(inner, what) {
+  if (!inner || typeof inner !== 'object' || Array.isArray(inner) || typeof inner.event !== 'string' || inner.event === 'encrypted') {
+    throw new DecryptError(`${what} is not a message`);
+  }
+  return { event: inner.event, data: inner.data, id: inner.id, encrypted: true };
+}
+
+/**
+ * The messages of an opened record's plaintext: one for a single frame, one per element for a
+ * batch (plaintext starting with `[`: a non-empty JSON array of frames, in the order sent).
+ * @param {Uint8Array} bytes
+ * @param {{batches: boolean, batchOk: boolean}} opts `batches`: this side offered
+ *   {@link V2_BATCH}; `batchOk`: the caller takes several messages
+ * @returns {Array<{event: string, data: unknown, id?: string, encrypted: true}>}
+ */
+function v2Messages(bytes, { batches, batchOk }) {
+  let text, inner;
+  try {
+    text = strictDecoder.decode(bytes);
+    inner = JSON.parse(text);
+  } catch (cause) {
+    throw new DecryptError('decrypted record is not JSON text', { cause });
+  }
+  if (!text.startsWith('[')) return [v2Message(inner, 'decrypted record')];
+  // SECURITY: a batch is only valid on a channel that offered it (the offer is in the transcript).
+  if (!batches) throw new DecryptError(`decrypted record is a batch, but ${V2_BATCH} was not offered`);
+  if (!batchOk) throw new DecryptError('decrypted record is a batch of messages: open it with decodeAll');
+  if (!Array.isArray(inner) || inner.length === 0) throw new DecryptError('decrypted batch is empty');
+  return inner.map((m, i) => v2Message(m, `batch element ${i}`));
+}
+
 /**
  * An established v2 channel. On the client (the default role) it seals client→server and opens
  * server→client; with `role: 'server'` the other way round (for tests and tools that play the
  * server). Every frame in both directions is a record; a plaintext or failing frame is fatal.
+ * A record is a single frame or, server→client on a channel that offered {@link V2_BATCH}, a
+ * batch of frames; either way it is one sequence number.
  */
 export class V2Codec {
   #out;
   #in;
+  #server;
+  #batches;
   /**
    * @param {Uint8Array} c2s client→server traffic secret (taken over and wiped on rekey)
    * @param {Uint8Array} s2c server→client traffic secret
-   * @param {{role?: 'client' | 'server', c2sSeq?: number, s2cSeq?: number}} [opts] the role
-   *   (defaults to `'client'`) and, for tests only, the next record numbers with the secrets
-   *   being those of the epochs they fall in
+   * @param {{role?: 'client' | 'server', batches?: boolean, c2sSeq?: number, s2cSeq?: number}} [opts]
+   *   the role (defaults to `'client'`); `batches`: this side offered {@link V2_BATCH}, so the
+   *   peer's records may be batches (defaults to `false`: a batch is a {@link DecryptError});
+   *   for tests only, the next record numbers with the secrets being those of the epochs they
+   *   fall in
    */
   constructor(c2s, s2c, opts = {}) {
     const up = new V2Direction(c2s, V2_DIR_C2S, opts.role === 'server' ? 'decrypt' : 'encrypt', opts.c2sSeq ?? 0);
     const down = new V2Direction(s2c, V2_DIR_S2C, opts.role === 'server' ? 'encrypt' : 'decrypt', opts.s2cSeq ?? 0);
-    [this.#out, this.#in] = opts.role === 'server' ? [down, up] : [up, down];
+    this.#server = opts.role === 'server';
+    this.#batches = opts.batches === true;
+    [this.#out, this.#in] = this.#server ? [down, up] : [up, down];
   }
   get encrypted() {
     return true;
@@ -522,6 +573,10 @@ export class V2Codec {
   /** True once a record failed (or a limit was hit): the connection must close. */
   get failed() {
     return this.#out.failed || this.#in.failed;
+  }
+  /** Whether the peer's records may be batches (this side offered {@link V2_BATCH}). */
+  get batches() {
+    return this.#batches;
   }
   /** The next record numbers this side seals (`out`) and opens (`in`). */
   get seq() {
@@ -536,10 +591,43 @@ export class V2Codec {
     return this.#out.seal(encoder.encode(JSON.stringify(message)));
   }
   /**
+   * Server role only: seal several messages as one batch record (plaintext
+   * `JSON.stringify(messages)`), for tests and tools that play the server. The sequence number
+   * is taken now, synchronously. The elements are sealed as given, not checked, so malformed
+   * batches can be built on purpose. Rejects with a TypeError (taking no sequence number) for
+   * an empty or non-array `messages` or on a client-role codec.
+   * @param {Array<{event: string, data?: unknown}>} messages
+   * @returns {Promise<string>}
+   */
+  encodeBatch(messages) {
+    if (!this.#server) return Promise.reject(new TypeError('encodeBatch seals server→client records: use a role: "server" codec'));
+    if (!Array.isArray(messages) || messages.length === 0) {
+      return Promise.reject(new TypeError('encodeBatch needs a non-empty array of messages'));
+    }
+    return this.#out.seal(encoder.encode(JSON.stringify(messages)));
+  }
+  /**
    * Open the peer's next record into a message. Rejects with DecryptError (tampered, replayed,
-   * reordered, dropped, reflected) or ProtocolError (plaintext); either is fatal in v2.
+   * reordered, dropped, reflected, or a batch: use {@link V2Codec#decodeAll} for those) or
+   * ProtocolError (plaintext); either is fatal in v2, and the record's sequence number is used.
+   * @param {unknown} frame
+   * @returns {Promise<{event: string, data: unknown, id?: string, encrypted: true}>}
    */
   async decode(frame) {
+    const [message] = await this.#open(frame, false);
+    return message;
+  }
+  /**
+   * Open the peer's next record into its messages: one for a single-frame record, one per frame,
+   * in order, for a batch. Same failures as {@link V2Codec#decode}, plus a batch on a channel
+   * that did not offer {@link V2_BATCH}, an empty batch or an element that is not a message.
+   * @param {unknown} frame
+   * @returns {Promise<Array<{event: string, data: unknown, id?: string, encrypted: true}>>}
+   */
+  async decodeAll(frame) {
+    return this.#open(frame, true);
+  }
+  async #open(frame, batchOk) {
     if (frame?.event !== 'encrypted') {
       // SECURITY: after the handshake every server frame is sealed; claim the slot anyway so the
       // channel is dead from here on.
@@ -547,16 +635,13 @@ export class V2Codec {
       throw new ProtocolError(`plaintext "${frame?.event}" frame on a v2 connection`, { data: frame });
     }
     const bytes = await this.#in.open(frame);
-    let inner;
     try {
-      inner = JSON.parse(strictDecoder.decode(bytes));
-    } catch (cause) {
-      throw new DecryptError('decrypted record is not JSON text', { cause });
+      return v2Messages(bytes, { batches: this.#batches, batchOk });
+    } catch (e) {
+      // SECURITY: an authentic record with unusable plaintext is as fatal as a forged one.
+      this.#in.fail();
+      throw e;
     }
-    if (!inner || typeof inner.event !== 'string' || inner.event === 'encrypted') {
-      throw new DecryptError('decrypted record is not a message');
-    }
-    return { event: inner.event, data: inner.data, id: inner.id, encrypted: true };
   }
 }
 
@@ -574,11 +659,13 @@ export async function importServerSigningKey(publicKeyB64) {
  * Start a v2 handshake: a fresh ECDH key pair and nonce (or injected ones, for test vectors).
  * `hello` is the first frame to send; `finish(serverHelloData, opts)` verifies the server's
  * answer and resolves with the channel and the first record to send (this side's `fin`).
+ * `offered` defaults to `[V2_VERSION, V2_BATCH]`; the channel accepts batched records exactly
+ * when {@link V2_BATCH} is among the offered tokens.
  * @param {{keyPair?: {privateKey: CryptoKey, publicKeyB64: string}, nonce?: Uint8Array, offered?: string[]}} [opts]
  * @returns {Promise<{hello: string, finish(data: unknown, opts?: {serverSigningKey?: string}): Promise<{codec: V2Codec, finRecord: string}>}>}
  */
 export async function startV2Handshake(opts = {}) {
-  const offered = opts.offered ?? [V2_VERSION];
+  const offered = opts.offered ?? [V2_VERSION, V2_BATCH];
   if (!Array.isArray(offered) || offered.length < 1 || offered.length > 8 || !offered.every((v) => V2_TOKEN.test(v))) {
     throw new TypeError('offered must be 1 to 8 version tokens');
   }
@@ -633,7 +720,9 @@ export async function startV2Handshake(opts = {}) {
     const cFinKey = await expand(V2_LABELS.cFin, 32);
     const clientFin = await hmacSha256(cFinKey, th);
     cFinKey.fill(0);
-    const codec = new V2Codec(await expand(V2_LABELS.c2s, 32), await expand(V2_LABELS.s2c, 32));
+    const codec = new V2Codec(await expand(V2_LABELS.c2s, 32), await expand(V2_LABELS.s2c, 32), {
+      batches: offered.includes(V2_BATCH),
+    });
     prk.fill(0);
     const finRecord = await codec.encode({ event: 'handshake', data: { fin: bytesToB64(clientFin) } });
     return { codec, finRecord };
@@ -804,11 +893,14 @@ export function backoffDelay(attempt, policy = {}, random = Math.random) {
 //                accept(serverHelloData) -> Promise<{codec, finRecord}> }
 //   Codec.encrypted / Codec.profile
 //   Codec.decode(frame)          -> Promise<{event, data, encrypted}>  (throws DecryptError/ProtocolError)
+//   Codec.decodeAll(frame)       -> Promise<Array<{event, data, encrypted}>>  the frame's messages in
+//                                   order: one, or (v2 batch record) several; same errors as decode
 //   Codec.encode(message)        -> string or Promise<string> (what goes on the wire, in call order)
 // v1 adds the client key to `authenticate` and reads the server key from `connected`; inbound
 // frames are sealed, outbound stay plaintext. v2 runs its own `handshake` exchange first, then
 // seals everything in both directions (`authenticate` and `connected` included); any record
-// failure closes the connection.
+// failure closes the connection. A v2 record may be a batch of frames (when the client offered
+// `sealcast-v2-batch`); the client always reads through `decodeAll`.
 // ---------------------------------------------------------------------------------------------
 
 const plaintextCodec = Object.freeze({
@@ -816,6 +908,9 @@ const plaintextCodec = Object.freeze({
   profile: 'none',
   async decode(frame) {
     return { event: frame.event, data: frame.data, id: frame.id, encrypted: false };
+  },
+  async decodeAll(frame) {
+    return [await this.decode(frame)];
   },
   encode(message) {
     return JSON.stringify(message);
@@ -852,6 +947,9 @@ class V1Codec {
       throw new DecryptError('decrypted record is not a message');
     }
     return { event: inner.event, data: inner.data, id: inner.id, encrypted: true };
+  }
+  async decodeAll(frame) {
+    return [await this.decode(frame)];
   }
   encode(message) {
     return JSON.stringify(message); // v1: client -> server stays plaintext
@@ -1211,9 +1309,9 @@ export class SealcastClient {
     // v1/none: `connected` is plaintext and carries what the codec needs. (v2 seals it.)
     if (!v2 && frame.event === 'connected' && this.#state !== 'connected') return this.#onConnected(frame.data ?? {});
 
-    let msg;
+    let messages;
     try {
-      msg = await this.#codec.decode(frame);
+      messages = await this.#codec.decodeAll(frame);
     } catch (e) {
       // SECURITY: a record that fails to open is dropped, never delivered.
       const err = e instanceof SealcastError ? e : new DecryptError('undecodable frame', { cause: e });
@@ -1226,6 +1324,18 @@ export class SealcastClient {
       }
       return;
     }
+    // A v2 batch record carries several frames: each is delivered as if it had arrived alone.
+    for (const msg of messages) {
+      const pending = this.#deliver(msg, v2);
+      if (pending) await pending;
+    }
+  }
+
+  /**
+   * Deliver one decoded message: v2's sealed `connected`, the server's `error`, `*` and the
+   * named event (lifecycle names excepted). Returns a promise only for `connected`.
+   */
+  #deliver(msg, v2) {
     if (v2 && msg.event === 'connected' && this.#state !== 'connected') return this.#onConnected(msg.data ?? {});
     const meta = { event: msg.event, encrypted: msg.encrypted };
     if (msg.id !== undefined) meta.id = msg.id;
@@ -1233,10 +1343,11 @@ export class SealcastClient {
       const message = typeof msg.data?.message === 'string' ? msg.data.message : 'Server error';
       this.#emit('error', new ServerError(message, { data: msg.data }), meta);
       this.#emit('*', msg.data, meta);
-      return;
+      return undefined;
     }
     this.#emit('*', msg.data, meta);
     if (!LIFECYCLE_EVENTS.has(msg.event)) this.#emit(msg.event, msg.data, meta);
+    return undefined;
   }
 
   async #onConnected(data) {

@@ -1,13 +1,14 @@
 // Encryption v2 in the JS client: the fixed cross-implementation vector (written by
 // tests/crypto_v2.rs), and the client's protocol handling against an in-memory WebSocket with
-// the test playing a v2 server: sealed authenticate/connected, ordering, pinning, downgrade and
-// one negative test per record property. No network. Run: node --test tests/js/v2.test.mjs
+// the test playing a v2 server: sealed authenticate/connected, ordering, pinning, downgrade,
+// one negative test per record property, and batched server records (sealcast-v2-batch). No
+// network. Run: node --test tests/js/v2.test.mjs
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  SealcastClient, V2Codec, V2_VERSION, V2_REKEY_INTERVAL, V2_MAX_RECORDS, startV2Handshake, acceptV2Handshake,
+  SealcastClient, V2Codec, V2_VERSION, V2_BATCH, V2_REKEY_INTERVAL, V2_MAX_RECORDS, startV2Handshake, acceptV2Handshake,
   importPrivateKey, bytesToB64, b64ToBytes, DecryptError, ProtocolError, EncryptionRequiredError, ServerError,
 } from '../../examples/js/sealcast-client.js';
 import { until } from './support/rust.mjs';
@@ -88,7 +89,7 @@ async function acceptV2(sock, { signingKey, connected = true } = {}) {
   const hello = sock.sent[0];
   assert.equal(hello.event, 'handshake', 'the hello is the first frame');
   assert.deepEqual(Object.keys(hello.data).sort(), ['nonce', 'pub', 'v']);
-  assert.deepEqual(hello.data.v, [V2_VERSION]);
+  assert.deepEqual(hello.data.v, [V2_VERSION, V2_BATCH]);
   const server = await acceptV2Handshake(hello.data, { signingKey });
   sock.push(server.hello);
   await until(() => sock.sent.length >= 3, 'fin and authenticate');
@@ -98,6 +99,7 @@ async function acceptV2(sock, { signingKey, connected = true } = {}) {
   assert.deepEqual(auth.data, { type: 'token', token: 'alice' });
   let opened = 3;
   const seal = async (event, data) => JSON.parse(await codec.encode({ event, data }));
+  const sealBatch = async (messages) => JSON.parse(await codec.encodeBatch(messages));
   /** Opens everything the client sent since the last call. */
   const received = async () => {
     const out = [];
@@ -105,7 +107,7 @@ async function acceptV2(sock, { signingKey, connected = true } = {}) {
     return out;
   };
   if (connected) sock.push(await seal('connected', { id: 'c1', userId: 'alice', time: 't' }));
-  return { codec, seal, received };
+  return { codec, seal, sealBatch, received };
 }
 
 /** A connected v2 client with recorders. */
@@ -325,4 +327,163 @@ test('rekeying at 2^20 agrees on both sides; the hard limit at 2^32 refuses to s
   assert.equal((await peer.decode(JSON.parse(await end.encode({ event: 'last' })))).event, 'last');
   await assert.rejects(end.encode({ event: 'over' }), DecryptError);
   assert.equal(end.failed, true);
+});
+
+// ---- batched server records (sealcast-v2-batch) --------------------------------------------
+
+/** A client and a server codec from a real handshake; `offered` as startV2Handshake takes it. */
+async function codecPair(offered) {
+  const hs = await startV2Handshake(offered === undefined ? {} : { offered });
+  const hello = dataOf(hs.hello);
+  const server = await acceptV2Handshake(hello);
+  const { codec: client, finRecord } = await hs.finish(dataOf(server.hello));
+  return { client, server: await server.finish(JSON.parse(finRecord)), hello };
+}
+
+const rec = async (sealing) => JSON.parse(await sealing);
+
+test('the default hello offers sealcast-v2 and sealcast-v2-batch; the server side accepts it and the channel takes batches', async () => {
+  assert.equal(V2_BATCH, 'sealcast-v2-batch');
+  const { client, server, hello } = await codecPair();
+  assert.deepEqual(hello.v, ['sealcast-v2', 'sealcast-v2-batch']);
+  assert.equal(client.batches, true);
+  // The channel works both ways after the handshake over the two-token offer.
+  assert.equal((await server.decode(await rec(client.encode({ event: 'ping', data: 1 })))).data, 1);
+  assert.equal((await client.decode(await rec(server.encode({ event: 'pong', data: 2 })))).data, 2);
+  // An explicit offer is used as given.
+  const only = await codecPair([V2_VERSION]);
+  assert.deepEqual(only.hello.v, [V2_VERSION]);
+  assert.equal(only.client.batches, false);
+  assert.equal(new V2Codec(new Uint8Array(32), new Uint8Array(32)).batches, false, 'direct construction: no batches');
+});
+
+test('decodeAll opens a batch record into its messages in order; the record uses one sequence number', async () => {
+  const { client, server } = await codecPair();
+  const m = [
+    { event: 'chat', data: { n: 1, text: 'héllo ✓' } },
+    { event: 'news', data: [1, 2] },
+    { event: 'chat', data: { n: 3 }, id: 'm3' },
+  ];
+  const batch = await rec(server.encodeBatch(m));
+  assert.deepEqual(Object.keys(batch.data), ['ct'], 'a batch looks like any record on the wire');
+  const got = await client.decodeAll(batch);
+  assert.deepEqual(got, m.map((x) => ({ event: x.event, data: x.data, id: x.id, encrypted: true })));
+  assert.deepEqual(client.seq, { out: 1, in: 1 }, 'the fin went out; one record came in');
+  // The next single record still opens: both sides advanced the counter once.
+  assert.deepEqual(await client.decodeAll(await rec(server.encode({ event: 'after', data: 4 }))), [
+    { event: 'after', data: 4, id: undefined, encrypted: true },
+  ]);
+  assert.equal((await client.decode(await rec(server.encode({ event: 'single' })))).event, 'single');
+  assert.deepEqual(client.seq.in, 3);
+  assert.equal(client.failed, false);
+});
+
+test('decodeAll refuses an empty batch or a batch with an element that is not a message, and fails the channel', async () => {
+  const cases = [
+    // encodeBatch refuses an empty list; encode seals JSON.stringify(message), so this is `[]`.
+    ['empty', (s) => s.encode([])],
+    ['a number', (s) => s.encodeBatch([{ event: 'chat' }, 5])],
+    ['a string', (s) => s.encodeBatch([{ event: 'chat' }, 'chat'])],
+    ['null', (s) => s.encodeBatch([{ event: 'chat' }, null])],
+    ['a nested batch', (s) => s.encodeBatch([{ event: 'chat' }, [{ event: 'chat' }]])],
+    ['no event', (s) => s.encodeBatch([{ data: 1 }, { event: 'chat' }])],
+    ['a non-string event', (s) => s.encodeBatch([{ event: 'chat' }, { event: 7 }])],
+    ['an encrypted element', (s) => s.encodeBatch([{ event: 'chat' }, { event: 'encrypted', data: { ct: 'AAAA' } }])],
+  ];
+  for (const [what, make] of cases) {
+    const { client, server } = await codecPair();
+    await assert.rejects(client.decodeAll(await rec(make(server))), DecryptError, what);
+    assert.equal(client.failed, true, `${what}: the channel is failed`);
+    await assert.rejects(client.decodeAll(await rec(server.encode({ event: 'chat' }))), DecryptError, `${what}: nothing opens after`);
+  }
+});
+
+test('a channel that did not offer sealcast-v2-batch refuses a batch record', async () => {
+  const { client, server, hello } = await codecPair([V2_VERSION]);
+  assert.deepEqual(hello.v, [V2_VERSION]);
+  assert.equal((await client.decodeAll(await rec(server.encode({ event: 'one' }))))[0].event, 'one');
+  const batch = await rec(server.encodeBatch([{ event: 'a' }, { event: 'b' }]));
+  await assert.rejects(client.decodeAll(batch), (e) => e instanceof DecryptError && /sealcast-v2-batch/.test(e.message));
+  assert.equal(client.failed, true);
+  // The same through a codec built directly (batches defaults to false).
+  const secret = () => new Uint8Array(32).fill(9);
+  const direct = new V2Codec(secret(), secret());
+  const peer = new V2Codec(secret(), secret(), { role: 'server' });
+  await assert.rejects(direct.decodeAll(await rec(peer.encodeBatch([{ event: 'a' }]))), DecryptError);
+});
+
+test('decode refuses a batch record (use decodeAll); its sequence number is used and the channel fails', async () => {
+  const { client, server } = await codecPair();
+  const batch = await rec(server.encodeBatch([{ event: 'a' }, { event: 'b' }]));
+  await assert.rejects(client.decode(batch), (e) => e instanceof DecryptError && /decodeAll/.test(e.message));
+  assert.equal(client.seq.in, 1);
+  assert.equal(client.failed, true);
+  await assert.rejects(client.decode(await rec(server.encode({ event: 'c' }))), DecryptError);
+});
+
+test('encodeBatch refuses an empty or non-array list and the client role, without taking a sequence number', async () => {
+  const { client, server } = await codecPair();
+  await assert.rejects(server.encodeBatch([]), TypeError);
+  await assert.rejects(server.encodeBatch({ event: 'a' }), TypeError);
+  await assert.rejects(client.encodeBatch([{ event: 'a' }]), TypeError);
+  assert.deepEqual(server.seq, { out: 0, in: 1 });
+  assert.deepEqual(client.seq, { out: 1, in: 0 });
+  // A one-element batch is sealed (the client accepts one or more).
+  assert.deepEqual((await client.decodeAll(await rec(server.encodeBatch([{ event: 'solo', data: 1 }])))).map((x) => x.event), ['solo']);
+});
+
+test('the client delivers each message of a batch record as its own event, in order', async () => {
+  const { client, sock, server, rec: got } = await connectedClient();
+  const chats = [];
+  const all = [];
+  client.on('chat', (d, meta) => chats.push([d, meta]));
+  client.on('*', (d, meta) => all.push(meta.event));
+  sock.push(await server.sealBatch([
+    { event: 'chat', data: { n: 1 } },
+    { event: 'chat', data: { n: 2 }, id: 'm2' },
+    { event: 'news', data: { n: 'x' } },
+    { event: 'error', data: { message: 'Rate limited' } },
+    { event: 'close', data: {} }, // a lifecycle name: seen by '*' only
+    { event: 'chat', data: { n: 3 } },
+  ]));
+  sock.push(await server.seal('chat', { n: 4 }));
+  await until(() => chats.length === 4, 'four chats');
+  assert.deepEqual(chats.map(([d]) => d.n), [1, 2, 3, 4]);
+  assert.deepEqual(chats[0][1], { event: 'chat', encrypted: true });
+  assert.deepEqual(chats[1][1], { event: 'chat', encrypted: true, id: 'm2' });
+  assert.deepEqual(all, ['chat', 'chat', 'news', 'error', 'close', 'chat', 'chat']);
+  assert.deepEqual(got.news.map(([d]) => d.n), ['x']);
+  assert.equal(got.errors.length, 1);
+  assert.ok(got.errors[0] instanceof ServerError);
+  assert.equal(got.errors[0].message, 'Rate limited');
+  assert.deepEqual(got.closes, [], 'a server "close" event is not the lifecycle event');
+  assert.equal(client.state, 'connected');
+  await client.close();
+});
+
+test('a batch record can carry the sealed connected and the first events', async () => {
+  const client = newClient();
+  const chats = [];
+  client.on('chat', (d) => chats.push(d.n));
+  const connecting = client.connect();
+  const sock = last();
+  const server = await acceptV2(sock, { connected: false });
+  sock.push(await server.sealBatch([
+    { event: 'connected', data: { id: 'c1', userId: 'alice', time: 't' } },
+    { event: 'chat', data: { n: 1 } },
+    { event: 'chat', data: { n: 2 } },
+  ]));
+  const info = await connecting;
+  assert.equal(info.userId, 'alice');
+  await until(() => chats.length === 2, 'two chats');
+  assert.deepEqual(chats, [1, 2]);
+  assert.equal(client.state, 'connected');
+  await client.close();
+});
+
+test('a malformed batch record closes the connection (4004) and delivers none of it', async () => {
+  await expectFatal(async ({ sock, server }) => {
+    sock.push(await server.sealBatch([{ event: 'news', data: { n: 1 } }, { event: 'encrypted', data: {} }]));
+    sock.push(await server.seal('news', { n: 2 }));
+  });
 });

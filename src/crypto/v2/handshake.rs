@@ -190,6 +190,8 @@ fn signed_message(th: &TranscriptHash) -> [u8; SIG_CONTEXT.len() + HASH_LEN] {
 ///
 /// Holds the connection's keys; not `Debug`, zeroized on drop.
 pub struct ServerHandshake {
+    /// The client offered [`BATCH`](super::BATCH).
+    batches: bool,
     th: TranscriptHash,
     client_fin: FinKey,
     c2s: TrafficSecret,
@@ -247,6 +249,7 @@ pub fn accept_with(
     let sig = signing.map(|k| k.sign(&th)).transpose()?;
     let frame = encode_server_hello(ephemeral.public_key(), &nonce, sig.as_ref(), &server_fin);
     let state = ServerHandshake {
+        batches: hello.offers_batch(),
         client_fin: secret.fin_key(Direction::ClientToServer, &th)?,
         c2s: secret.traffic(Direction::ClientToServer, &th)?,
         s2c: secret.traffic(Direction::ServerToClient, &th)?,
@@ -291,7 +294,7 @@ impl ServerHandshake {
         // SECURITY: the only place the server mints the proof: the client's fin matched.
         let s2c = RecordLayer::new(self.s2c, Direction::ServerToClient, 0)?;
         Ok(Established {
-            sealer: Sealer::new(s2c, Verified(())),
+            sealer: Sealer::new(s2c, Verified(())).with_batches(self.batches),
             opener: Opener::new(c2s, Verified(())),
         })
     }
@@ -316,6 +319,20 @@ impl ClientHandshake {
     /// [`CryptoError`] if the random number generator fails.
     pub fn start() -> Result<(Self, String), CryptoError> {
         Self::start_with(KeyPair::generate(), random_nonce()?, &[VERSION])
+    }
+
+    /// [`ClientHandshake::start`] offering batched records too (`sealcast-v2` and
+    /// [`BATCH`](super::BATCH)): a server that knows the token may then seal several frames
+    /// in one record, so every record the opener opens goes through [`super::frames`].
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the random number generator fails.
+    pub fn start_batched() -> Result<(Self, String), CryptoError> {
+        Self::start_with(
+            KeyPair::generate(),
+            random_nonce()?,
+            &[VERSION, super::BATCH],
+        )
     }
 
     /// [`ClientHandshake::start`] with a caller-chosen key, nonce and offer, for test vectors

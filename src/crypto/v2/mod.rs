@@ -56,6 +56,19 @@
 //! Both sides move to the next epoch's keys every [`REKEY_INTERVAL`] records and refuse to
 //! seal or open record number [`MAX_RECORDS`] (the connection must close first).
 //!
+//! # Batched records
+//!
+//! A client that adds the token [`BATCH`] (`sealcast-v2-batch`) to its `v` list takes
+//! batched server → client records: the server may seal frames that are queued together as one
+//! record whose plaintext is a JSON array of them, `[{"event":..},{"event":..}]`, in the order
+//! sent, at most [`MAX_BATCH_BYTES`]. A record is still one sequence number, and a plaintext
+//! starting with `{` is still a single frame ([`frames`] tells them apart). The offer is part
+//! of the transcript like every token, so stripping it fails the handshake; the server's hello
+//! still chooses `sealcast-v2`, and a server that does not know the token ignores it. Client
+//! → server records always carry one frame. One seal per batch instead of per frame is what
+//! makes a busy fan-out to v2 clients cheap: the AEAD call's fixed cost, the record's wrapper
+//! and the WebSocket frame header are paid once per batch.
+//!
 //! # Typestate
 //!
 //! [`Sealer`] and [`Opener`] (and [`Established`], which holds one of each) can only be built by
@@ -97,12 +110,20 @@ pub use handshake::accept_with;
 pub use handshake::{
     ClientHandshake, Established, PinnedServerKey, ServerHandshake, ServerSigningKey, accept,
 };
-pub use record::{Opener, Sealer};
+pub use record::{Batch, Opener, Sealer, frames};
 pub use transcript::{ClientHello, hello_data, parse_client_hello};
 
 /// The version token of this profile, as offered in the client hello's `v` list and chosen in
 /// the server hello's `v`.
 pub const VERSION: &str = "sealcast-v2";
+
+/// The token a client adds to its hello's `v` list (after [`VERSION`]) to take batched
+/// server → client records: several frames sealed as one record ([`Batch`], [`frames`]).
+pub const BATCH: &str = "sealcast-v2-batch";
+
+/// The largest plaintext of a batched record in bytes: frames are gathered while they fit
+/// (a larger frame goes in a record of its own).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024;
 
 /// The event name both hellos (and the client's sealed `fin`) use.
 pub const HANDSHAKE_EVENT: &str = "handshake";

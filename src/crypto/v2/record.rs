@@ -6,10 +6,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::handshake::Verified;
 use super::schedule::{IV_LEN, TrafficSecret};
-use super::{Direction, MAX_RECORDS, REKEY_INTERVAL, VERSION};
+use super::{Direction, MAX_BATCH_BYTES, MAX_RECORDS, REKEY_INTERVAL, VERSION};
 use crate::crypto::CryptoError;
 use crate::crypto::aead::{Aes256GcmKey, TAG_LEN};
 use crate::crypto::b64;
@@ -156,13 +157,30 @@ impl RecordLayer {
 /// reuse nonces), not `Debug`; its keys are zeroized on drop.
 pub struct Sealer {
     layer: RecordLayer,
+    /// The peer offered [`BATCH`](super::BATCH): records may carry several frames ([`Batch`]).
+    batches: bool,
 }
 
 impl Sealer {
     /// SECURITY: the proof argument can only be created by the handshake code once the peer's
     /// `fin` verified.
     pub(super) fn new(layer: RecordLayer, _proof: Verified) -> Self {
-        Self { layer }
+        Self {
+            layer,
+            batches: false,
+        }
+    }
+
+    /// Marks the peer as taking batched records (it offered [`BATCH`](super::BATCH)).
+    pub(super) fn with_batches(mut self, batches: bool) -> Self {
+        self.batches = batches;
+        self
+    }
+
+    /// Whether the peer takes batched records: its hello offered [`BATCH`](super::BATCH) (only ever true for
+    /// the server's sealer). Without it, every record must carry exactly one frame.
+    pub fn batches(&self) -> bool {
+        self.batches
     }
 
     /// Builds a sealer from a fixed traffic secret, with `seq` as the next record number and
@@ -177,8 +195,10 @@ impl Sealer {
         direction: Direction,
         seq: u64,
     ) -> Result<Self, CryptoError> {
-        RecordLayer::new(TrafficSecret::from_bytes(secret), direction, seq)
-            .map(|layer| Self { layer })
+        RecordLayer::new(TrafficSecret::from_bytes(secret), direction, seq).map(|layer| Self {
+            layer,
+            batches: false,
+        })
     }
 
     /// Seals an encoded `{"event":..,"data":..}` frame as the next record and returns the
@@ -235,6 +255,114 @@ impl Sealer {
     /// The direction this sealer seals for.
     pub fn direction(&self) -> Direction {
         self.layer.direction
+    }
+}
+
+/// The plaintext of one server → client record being gathered from several frames, for a
+/// peer that offered [`BATCH`](super::BATCH): `[frame,frame,...]`, at most [`MAX_BATCH_BYTES`] (module docs).
+///
+/// Push frames while [`Batch::fits`] says so, then [`Batch::seal_into`]: two or more frames
+/// become one batched record, a single frame a record of its own, as without batching.
+#[derive(Debug, Default)]
+pub struct Batch {
+    text: Vec<u8>,
+    frames: usize,
+}
+
+impl Batch {
+    /// An empty batch (it allocates on the first push).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a frame of `len` bytes may join: always into an empty batch (a large frame goes
+    /// alone), else if the batch stays within [`MAX_BATCH_BYTES`].
+    pub fn fits(&self, len: usize) -> bool {
+        self.frames == 0 || self.text.len() + 1 + len < MAX_BATCH_BYTES
+    }
+
+    /// Appends an encoded `{"event":..,"data":..}` frame.
+    pub fn push(&mut self, frame: &[u8]) {
+        self.text.push(if self.frames == 0 { b'[' } else { b',' });
+        self.text.extend_from_slice(frame);
+        self.frames += 1;
+    }
+
+    /// The frames gathered.
+    pub fn len(&self) -> usize {
+        self.frames
+    }
+
+    /// Whether no frame is gathered.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// Seals what is gathered as `sealer`'s next record, appended to `out` (nothing for an
+    /// empty batch), and empties the batch, keeping its allocation.
+    ///
+    /// # Errors
+    /// As [`Batch::seal_with`].
+    pub fn seal_into(&mut self, sealer: &mut Sealer, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.seal_with(sealer, |sealer, text| sealer.seal_into(text, out))
+    }
+
+    /// Hands what is gathered to `seal` with `sealer` as one record's plaintext (`seal` is not
+    /// called for an empty batch), e.g. to write the record inside a WebSocket frame, and
+    /// empties the batch, keeping its allocation.
+    ///
+    /// # Errors
+    /// `seal`'s error, and [`CryptoError`] for two or more frames if the peer did not offer
+    /// [`BATCH`](super::BATCH). The batch is emptied either way.
+    pub fn seal_with(
+        &mut self,
+        sealer: &mut Sealer,
+        seal: impl FnOnce(&mut Sealer, &[u8]) -> Result<(), CryptoError>,
+    ) -> Result<(), CryptoError> {
+        let sealed = match self.frames {
+            0 => Ok(()),
+            1 => seal(sealer, &self.text[1..]),
+            _ if !sealer.batches => Err(CryptoError),
+            _ => {
+                self.text.push(b']');
+                seal(sealer, &self.text)
+            }
+        };
+        self.text.clear();
+        self.frames = 0;
+        sealed
+    }
+
+    /// Frees the allocation if it grew beyond `keep` bytes.
+    pub fn shrink(&mut self, keep: usize) {
+        if self.text.capacity() > keep {
+            self.text = Vec::new();
+        }
+    }
+}
+
+/// The frames a server → client record's plaintext carries, in order: the plaintext itself for
+/// a single frame (it starts with `{`), or each element of a batched record (`[` followed by
+/// one or more frames, for a client that offered [`BATCH`](super::BATCH)).
+///
+/// Every frame returned is a JSON object; checking its `event` is the caller's, as for a
+/// single record.
+///
+/// # Errors
+/// [`CryptoError`] if the plaintext is a batch that is not JSON, is empty, or holds anything
+/// but objects, or is neither a batch nor an object.
+pub fn frames(plaintext: &[u8]) -> Result<Vec<&[u8]>, CryptoError> {
+    match plaintext.first() {
+        Some(b'{') => Ok(vec![plaintext]),
+        Some(b'[') => {
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(plaintext).map_err(|_| CryptoError)?;
+            if items.is_empty() || !items.iter().all(|f| f.get().starts_with('{')) {
+                return Err(CryptoError);
+            }
+            Ok(items.into_iter().map(|f| f.get().as_bytes()).collect())
+        }
+        _ => Err(CryptoError),
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
-use super::{HANDSHAKE_EVENT, NONCE_LEN, VERSION};
+use super::{BATCH, HANDSHAKE_EVENT, NONCE_LEN, VERSION};
 use crate::crypto::{CryptoError, PublicKey};
 
 /// Largest hello `data` accepted, in bytes. A genuine client hello is about 200 bytes; the
@@ -46,6 +46,11 @@ impl ClientHello {
     /// Whether `sealcast-v2` is among them.
     pub fn offers_v2(&self) -> bool {
         self.offered.iter().any(|v| v == VERSION)
+    }
+
+    /// Whether the client takes batched records: [`BATCH`] is among the tokens.
+    pub fn offers_batch(&self) -> bool {
+        self.offered.iter().any(|v| v == BATCH)
     }
 }
 
