@@ -38,7 +38,7 @@ export STEADY_RATE # bench/table.mjs labels the steady rows with it
 : "${ISOLATED_RATE:=150}" "${ISOLATED_CYCLES:=5}" "${ISOLATED_MESSAGES:=150}"
 export ISOLATED_RATE # bench/table.mjs labels the isolated mixed-room rows with it
 : "${PAYLOAD:=64}" "${GEN_THREADS:=2}"
-: "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 mixed mixed_paced mixed_isolated}"
+: "${SCENARIOS:=fanout_1k steady fanout_10k small_room idle encrypted encrypted_v2 encrypted_v2_single mixed mixed_paced mixed_isolated}"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$TARGET_DIR/bench-results.txt}
 
@@ -202,6 +202,9 @@ for rep in $(seq "$REPEAT"); do
       run "$scenario" sealcast_v1 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 ;;
     encrypted_v2)
       run "$scenario" sealcast_v2 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 --profile v2 ;;
+    encrypted_v2_single)
+      # v2 clients that do not offer batched records: one seal per message (info).
+      run "$scenario" sealcast_v2 "$rep" --clients "$ENC_CLIENTS" --messages "$ENC_MESSAGES" --window "$WINDOW_1K" --encrypted 1 --profile v2-single ;;
     mixed)
       # The mixed room, then its sealed half alone (same messages, same decrypting load on
       # the generator): the difference is what the plaintext half costs.

@@ -124,14 +124,20 @@ if (has("steady")) {
 }
 
 const plain1k = stat("fanout_1k", "sealcast", "cpu_s_per_m");
-for (const [scenario, server, profile] of [["encrypted", "sealcast_v1", "v1"], ["encrypted_v2", "sealcast_v2", "v2"]]) {
+// v2 clients offer batched records (as the JS client does); the same room of clients that do
+// not (one frame per record) is information.
+for (const [scenario, server, profile, judged] of [
+  ["encrypted", "sealcast_v1", "v1 fan-out", true],
+  ["encrypted_v2", "sealcast_v2", "v2 fan-out", true],
+  ["encrypted_v2_single", "sealcast_v2", "v2 fan-out, one frame per record", false],
+]) {
   if (!has(scenario)) continue;
   const any = pick(scenario, server)[0] ?? {};
   const enc = stat(scenario, server, "cpu_s_per_m");
-  const label = `encrypted ${profile} fan-out (${any.connected ?? "?"} sealed receivers)`;
-  row(`${label}: server CPU-s / 1M`, enc, null, 3, "≤ 1.0 CPU-s/1M", (_r, ours) => ours <= 1.0);
+  const label = `encrypted ${profile} (${any.connected ?? "?"} sealed receivers)`;
+  row(`${label}: server CPU-s / 1M`, enc, null, 3, judged ? "≤ 1.0 CPU-s/1M" : "info", judged ? (_r, ours) => ours <= 1.0 : null);
   if (has("fanout_1k")) {
-    row(`${label}: vs our plaintext 1k`, enc, null, 3, "≤ 4× plaintext", (r) => r <= 4, enc.med / plain1k.med);
+    row(`${label}: vs our plaintext 1k`, enc, null, 3, judged ? "≤ 4× plaintext" : "info", judged ? (r) => r <= 4 : null, enc.med / plain1k.med);
   }
   row(`${label}: deliveries/s`, stat(scenario, server, "deliveries_per_s"), null, 0, "info", null);
   row(`${label}: p99 ms`, stat(scenario, server, "p99_ms"), null, 2, "info", null);

@@ -2,9 +2,10 @@
 //!
 //! N WebSocket clients on loopback connect, authenticate
 //! (`{"event":"authenticate","data":{"type":"token","token":"u<i>"}}`; the encrypted share of
-//! them adds a v1 `publicKey`, or with `--profile v2` does the v2 handshake first and sends
-//! `authenticate` and `join` as sealed records), join one room, and count and time every
-//! delivery, decrypting every sealed one.
+//! them adds a v1 `publicKey`, or with `--profile v2` does the v2 handshake first, offering
+//! batched records, and sends `authenticate` and `join` as sealed records; `v2-single` offers
+//! no batches), join one room, and count and time every delivery, decrypting every sealed one
+//! (each frame of a batched record is a delivery of its own).
 //! Messages are published through Redis exactly as an emitter would (a raw `PUBLISH` of the
 //! reference envelope on `ws:room:<room>`), either with a window of messages in flight (a
 //! message leaves the window once every receiver got it) or at a fixed rate. Each payload
@@ -113,7 +114,8 @@ struct Args {
     /// server side.
     #[arg(long, default_value_t = 0.0)]
     decoy: f64,
-    /// The profile encrypted clients speak: `v1` or `v2`.
+    /// The profile encrypted clients speak: `v1`, `v2` (offering batched records) or
+    /// `v2-single` (one frame per record).
     #[arg(long, value_enum, default_value_t = Profile::V1)]
     profile: Profile,
     /// The room every client joins (with `--alternate`, the prefix of the four rooms' names).
@@ -742,8 +744,11 @@ impl Ws {
 enum Profile {
     /// `publicKey` in `authenticate`; `{iv, ct}` server → client only.
     V1,
-    /// The v2 handshake before `authenticate`; sealed records both ways.
+    /// The v2 handshake before `authenticate`, offering batched records (as the JS client
+    /// does): sealed records both ways, several frames to a server record when queued together.
     V2,
+    /// [`Profile::V2`] without the batch offer: one frame per record.
+    V2Single,
 }
 
 /// How an encrypted client opens what it receives.
@@ -844,7 +849,7 @@ async fn setup(
     cfg: &ClientConfig,
     shared: &Shared,
 ) -> io::Result<(Ws, Option<Key>)> {
-    if encrypted && cfg.profile == Profile::V2 {
+    if encrypted && matches!(cfg.profile, Profile::V2 | Profile::V2Single) {
         return setup_v2(index, join, cfg, shared).await;
     }
     let (ws, key) = setup_v1(index, encrypted, join, cfg, shared).await?;
@@ -860,7 +865,12 @@ async fn setup_v2(
 ) -> io::Result<(Ws, Option<Key>)> {
     let mut ws = Ws::connect(cfg.addr, &cfg.host, &cfg.path, cfg.read_buffer, index).await?;
     let bad = |what: &str| protocol_error(what);
-    let (handshake, hello) = v2::ClientHandshake::start_batched().map_err(|_| bad("v2 start"))?;
+    let (handshake, hello) = if cfg.profile == Profile::V2 {
+        v2::ClientHandshake::start_batched()
+    } else {
+        v2::ClientHandshake::start()
+    }
+    .map_err(|_| bad("v2 start"))?;
     ws.send(OP_TEXT, hello.as_bytes()).await?;
     let reply = ws.next_message().await?;
     let value: serde_json::Value =

@@ -96,3 +96,24 @@ test('the same results print the same table (the bootstrap interval has a fixed 
   const [low, high] = interval[3].slice(0, -1).split('–').map(Number);
   assert.ok(low <= 0.85 && high >= 0.85 && low < high, interval[3]);
 });
+
+const sealed = (scenario, server, rep, cpu) =>
+  `scenario=${scenario} server=${server} rep=${rep} label=${scenario}/${server}/${rep} clients=100 connected=100 encrypted=100 ` +
+  `decoys=0 messages=100 deliveries=10000 lost=0 duplicates=0 cpu_s_per_m=${cpu} deliveries_per_s=20000 p99_ms=5 gen_cores=1.2`;
+
+test('encrypted rows: v1 and batched v2 are judged against our plaintext, v2 with one frame per record is information', () => {
+  const out = table([
+    sealed('fanout_1k', 'sealcast', 1, 0.05),
+    sealed('encrypted', 'sealcast_v1', 1, 0.18),
+    sealed('encrypted_v2', 'sealcast_v2', 1, 0.09),
+    sealed('encrypted_v2_single', 'sealcast_v2', 1, 0.21),
+  ]);
+  const v1 = cells(out, 'encrypted v1 fan-out (100 sealed receivers): vs our plaintext 1k');
+  assert.deepEqual([v1[3], v1[4], v1[5]], ['3.60×', '≤ 4× plaintext', 'yes']);
+  const v2 = cells(out, 'encrypted v2 fan-out (100 sealed receivers): vs our plaintext 1k');
+  assert.deepEqual([v2[3], v2[4], v2[5]], ['1.80×', '≤ 4× plaintext', 'yes']);
+  const single = cells(out, 'encrypted v2 fan-out, one frame per record (100 sealed receivers): vs our plaintext 1k');
+  assert.deepEqual([single[3], single[4], single[5]], ['4.20×', 'info', '']);
+  const cpu = cells(out, 'encrypted v2 fan-out, one frame per record (100 sealed receivers): server CPU-s / 1M');
+  assert.deepEqual([cpu[1], cpu[4], cpu[5]], ['0.210', 'info', '']);
+});
