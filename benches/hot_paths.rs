@@ -5,7 +5,8 @@
 //! * `seal_v1`: [`V1Key::seal_frame`], the per-encrypted-receiver cost of a delivery (`into`:
 //!   [`V1Key::seal_frame_into`], appending to a buffer, as the writer does).
 //! * `seal_v2`: the same for a v2 record ([`v2::Sealer::seal`], `into`:
-//!   [`v2::Sealer::seal_into`]).
+//!   [`v2::Sealer::seal_into`]); `batch16`: 16 such frames gathered into one batched record
+//!   ([`v2::Batch`]), what a writer does for a client that offered batches (per batch).
 //! * `open_v1`: [`V1Key::open`], what a client (and the load generator) pays per message.
 //! * `fan_out`: end to end through the public API: [`Server::send_to_room`] on a server with
 //!   N loopback WebSocket clients (tokio-tungstenite), each drained by a reader task; one
@@ -114,6 +115,20 @@ fn seal(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 sealer.seal_into(black_box(frame.as_bytes()), &mut out)
+            });
+        });
+        if pad > 64 {
+            continue; // 16 of the large frames would not fit one batch (MAX_BATCH_BYTES)
+        }
+        let mut batch = v2::Batch::new();
+        g.throughput(Throughput::Elements(16));
+        g.bench_with_input(BenchmarkId::new("batch16", pad), &frame, |b, frame| {
+            b.iter(|| {
+                out.clear();
+                for _ in 0..16 {
+                    batch.push(black_box(frame.as_bytes()));
+                }
+                batch.seal_into(&mut sealer, &mut out)
             });
         });
     }

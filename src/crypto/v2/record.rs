@@ -185,7 +185,8 @@ impl Sealer {
 
     /// Builds a sealer from a fixed traffic secret, with `seq` as the next record number and
     /// `secret` the traffic secret of the epoch `seq` falls in. For tests and fuzzing only:
-    /// it skips the handshake, so nothing it seals is authenticated to anyone.
+    /// it skips the handshake, so nothing it seals is authenticated to anyone. It seals
+    /// batched records too, as for a peer that offered them.
     ///
     /// # Errors
     /// Never, in practice (key derivation from 32 bytes cannot fail).
@@ -197,7 +198,7 @@ impl Sealer {
     ) -> Result<Self, CryptoError> {
         RecordLayer::new(TrafficSecret::from_bytes(secret), direction, seq).map(|layer| Self {
             layer,
-            batches: false,
+            batches: true,
         })
     }
 
