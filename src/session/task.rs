@@ -1262,7 +1262,15 @@ impl Writer {
         let mut ok = true;
         let mut since_yield = 0usize;
         // Frames gathered for a v2 client that takes batched records, sealed as one record
-        // when the batch is full, before anything not sealed, and at the end.
+        // when the batch is full, before anything not sealed, and at the end. A message alone
+        // (the usual case at a steady rate) is sealed where it lies, as without batches.
+        let gather = self.v2_sealer.as_ref().is_some_and(|s| s.batches())
+            && items
+                .iter()
+                .filter(|i| matches!(i, Queued::Seal(_) | Queued::SealRun(_)))
+                .map(Queued::frames)
+                .sum::<u64>()
+                > 1;
         let mut gathered = v2::Batch::new();
         self.take_scratch();
         'items: for item in items.drain(..) {
@@ -1310,7 +1318,7 @@ impl Writer {
                 }
                 since_yield += 1;
                 match client.sealer.get() {
-                    Some(Sealer::V2) if self.v2_sealer.as_ref().is_some_and(|s| s.batches()) => {
+                    Some(Sealer::V2) if gather => {
                         let frame = msg.json();
                         if !gathered.fits(frame.len()) {
                             if !self.seal_gathered(&mut gathered, client) {

@@ -284,6 +284,10 @@ impl Batch {
 
     /// Appends an encoded `{"event":..,"data":..}` frame.
     pub fn push(&mut self, frame: &[u8]) {
+        if self.text.capacity() == 0 {
+            // Room for a whole batch at once: growing by doubling would copy it several times.
+            self.text.reserve(MAX_BATCH_BYTES.max(frame.len() + 2));
+        }
         self.text.push(if self.frames == 0 { b'[' } else { b',' });
         self.text.extend_from_slice(frame);
         self.frames += 1;
