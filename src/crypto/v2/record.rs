@@ -177,8 +177,8 @@ impl Sealer {
         self
     }
 
-    /// Whether the peer takes batched records: its hello offered [`BATCH`](super::BATCH) (only ever true for
-    /// the server's sealer). Without it, every record must carry exactly one frame.
+    /// Whether the peer takes batched records: its hello offered [`BATCH`](super::BATCH) (only
+    /// ever true for the server's sealer). Without it, every record carries exactly one frame.
     pub fn batches(&self) -> bool {
         self.batches
     }
@@ -260,7 +260,8 @@ impl Sealer {
 }
 
 /// The plaintext of one server → client record being gathered from several frames, for a
-/// peer that offered [`BATCH`](super::BATCH): `[frame,frame,...]`, at most [`MAX_BATCH_BYTES`] (module docs).
+/// peer that offered [`BATCH`](super::BATCH): `[frame,frame,...]`, at most
+/// [`MAX_BATCH_BYTES`] (module docs).
 ///
 /// Push frames while [`Batch::fits`] says so, then [`Batch::seal_into`]: two or more frames
 /// become one batched record, a single frame a record of its own, as without batching.
@@ -337,21 +338,14 @@ impl Batch {
         self.frames = 0;
         sealed
     }
-
-    /// Frees the allocation if it grew beyond `keep` bytes.
-    pub fn shrink(&mut self, keep: usize) {
-        if self.text.capacity() > keep {
-            self.text = Vec::new();
-        }
-    }
 }
 
 /// The frames a server → client record's plaintext carries, in order: the plaintext itself for
 /// a single frame (it starts with `{`), or each element of a batched record (`[` followed by
 /// one or more frames, for a client that offered [`BATCH`](super::BATCH)).
 ///
-/// Every frame returned is a JSON object; checking its `event` is the caller's, as for a
-/// single record.
+/// A batch's elements are parsed as JSON objects; a single frame is returned as it is, to be
+/// parsed by the caller as before. Checking each frame's `event` is the caller's.
 ///
 /// # Errors
 /// [`CryptoError`] if the plaintext is a batch that is not JSON, is empty, or holds anything
