@@ -52,13 +52,16 @@ impl Sealed {
 
     /// The next message, opened; asserts it came sealed.
     async fn next(&mut self) -> Value {
+        serde_json::from_slice(&self.next_text().await).unwrap()
+    }
+
+    /// The next message's sealed text, opened.
+    async fn next_text(&mut self) -> Vec<u8> {
         let frame = self.ws.expect_event("encrypted").await;
         let d = &frame["data"];
-        let plain = self
-            .key
+        self.key
             .open(d["iv"].as_str().unwrap(), d["ct"].as_str().unwrap(), None)
-            .expect("sealed for this client");
-        serde_json::from_slice(&plain).unwrap()
+            .expect("sealed for this client")
     }
 }
 
@@ -83,6 +86,26 @@ async fn built_in_v1_handshake_seals_every_message_and_connected_stays_plaintext
         c.next().await,
         json!({"event": "error", "data": {"message": "Already authenticated"}})
     );
+}
+
+/// The sealed text is the message's JSON followed by spaces up to whole AES blocks (JSON
+/// whitespace, which the spec's client and ours skip when they parse it), at every length
+/// around a block.
+#[tokio::test]
+async fn v1_seals_the_message_padded_with_spaces_to_whole_aes_blocks() {
+    let srv = spawn(v1_builder()).await;
+    let mut c = Sealed::connect(&srv, "alice").await;
+    let id = c.ws.id.clone().unwrap();
+    for n in 0..20 {
+        let text = "y".repeat(n);
+        srv.server.send_to_client(&id, "pad", &json!(text)).unwrap();
+        let sealed = c.next_text().await;
+        let json = format!(r#"{{"event":"pad","data":"{text}"}}"#);
+        assert_eq!(sealed.len() % 16, 0, "{n}");
+        assert!(sealed.len() - json.len() < 16, "{n}");
+        assert_eq!(&sealed[..json.len()], json.as_bytes(), "{n}");
+        assert!(sealed[json.len()..].iter().all(|&b| b == b' '), "{n}");
+    }
 }
 
 #[tokio::test]

@@ -187,6 +187,7 @@ impl V1Key {
         self.seal_frame_with_iv(&self.next_iv()?, frame, out)
     }
 
+    #[inline]
     fn seal_frame_with_iv(
         &self,
         iv: &[u8; IV_LEN],

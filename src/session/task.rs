@@ -1345,7 +1345,7 @@ impl Writer {
                         }
                     }
                     Some(Sealer::Frame(sealer)) => {
-                        if !sealer.seal_wire(msg.json(), &mut self.out) {
+                        if !sealer.seal_wire(msg.json_padded(), &mut self.out) {
                             tracing::warn!(client = %client.id, "sealing failed; message dropped");
                             continue;
                         }

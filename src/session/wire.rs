@@ -38,6 +38,7 @@ pub(crate) fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
 /// Appends one complete text frame of `len` payload bytes, which `fill` appends to `out` (a
 /// sealer writing its record in place). False, with `out` as it was, if `fill` fails or does
 /// not append exactly `len` bytes.
+#[inline]
 pub(crate) fn push_text_frame_with<E>(
     out: &mut Vec<u8>,
     len: usize,
@@ -85,8 +86,15 @@ pub(crate) fn text_frame_with(fill: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
 
 /// One complete text frame carrying `payload`.
 pub(crate) fn text_frame(payload: &str) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER);
+    text_frame_padded(payload, 0)
+}
+
+/// One complete text frame carrying `payload`, followed by `pad` spaces (not part of the frame)
+/// in the same allocation.
+pub(crate) fn text_frame_padded(payload: &str, pad: usize) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(payload.len() + MAX_HEADER + pad);
     push_text_frame(&mut out, payload.as_bytes());
+    out.resize(out.len() + pad, b' ');
     out.into_boxed_slice()
 }
 
