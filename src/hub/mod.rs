@@ -57,12 +57,12 @@ pub(crate) struct Outgoing {
     pub(crate) event: Box<str>,
     pub(crate) data: Box<RawValue>,
     /// The complete WebSocket text frame of `{"event":..,"data":..}`, what every plaintext
-    /// receiver gets byte for byte, followed by `pad` spaces (see [`Outgoing::json_padded`]).
+    /// receiver gets byte for byte, followed by the spaces of [`Outgoing::json_padded`].
     wire: Box<[u8]>,
     /// Where the JSON text starts in `wire`, after the frame header.
     json_at: usize,
-    /// The spaces after the frame in `wire`: 0–15.
-    pad: u8,
+    /// Where the frame ends in `wire`, before the spaces.
+    frame_end: usize,
 }
 
 /// AES-GCM's block length, which [`Outgoing::json_padded`] rounds up to.
@@ -71,26 +71,26 @@ const AES_BLOCK: usize = 16;
 impl Outgoing {
     pub(crate) fn new(event: &str, data: Box<RawValue>) -> Arc<Self> {
         let json = encode_frame(event, &data);
-        let pad = json.len().wrapping_neg() % AES_BLOCK;
+        let pad = json.len().next_multiple_of(AES_BLOCK) - json.len();
         let wire = wire::text_frame_padded(&json, pad);
+        let frame_end = wire.len() - pad;
         Arc::new(Self {
             event: event.into(),
             data,
-            json_at: wire.len() - pad - json.len(),
+            json_at: frame_end - json.len(),
+            frame_end,
             wire,
-            // Less than `AES_BLOCK`.
-            pad: pad as u8,
         })
     }
 
     /// The complete frame for plaintext receivers.
     pub(crate) fn wire(&self) -> &[u8] {
-        &self.wire[..self.wire.len() - usize::from(self.pad)]
+        &self.wire[..self.frame_end]
     }
 
     /// `{"event":..,"data":..}`: what the v2 sealer seals.
     pub(crate) fn json(&self) -> &[u8] {
-        &self.wire[self.json_at..self.wire.len() - usize::from(self.pad)]
+        &self.wire[self.json_at..self.frame_end]
     }
 
     /// [`Outgoing::json`] followed by spaces up to a whole number of AES blocks: what the v1
